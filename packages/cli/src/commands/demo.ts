@@ -1,0 +1,7 @@
+import type { Command } from 'commander';
+import type { Ctx } from '../main.js';
+
+export function registerDemoCommand(program: Command, ctx: Ctx): void {
+  void program;
+  void ctx;
+}
