@@ -65,6 +65,8 @@ export const codes = {
   VCV_ERR_PAGE_NOT_DUMPED: c('The requested page is not in the dump (excluded, a hole, or lost in an incomplete dump).', exitCodes.dataErr),
   VCV_ERR_PAGE_CORRUPT: c('A page in the dump cannot be decompressed or has the wrong size.', exitCodes.dataErr),
   VCV_ERR_WRITER_STATE: c('The dump writer was used out of order (data before layout, write after finish, page outside the selected set).', exitCodes.software),
+  VCV_ERR_WRITER_OPTIONS: c('The dump writer was given options it cannot use (bitmap sizes that do not match maxPfn, unknown codec, misaligned page data).', exitCodes.software),
+  VCV_ERR_RESUME_MISMATCH: c('A dump cannot be resumed from the given checkpoint (different file layout, or the file is shorter than its durable data).', exitCodes.dataErr),
 
   // ── guest memory and introspection ──────────────────────────────────────
   VCV_ERR_MEMORY_RANGE: c('A guest-physical address lies outside the RAM of the memory image.', exitCodes.dataErr),

@@ -1,0 +1,30 @@
+import type { Compression } from './codec/index.js';
+import type { ElfNote } from './notes.js';
+
+export type DumpFormat = 'kdump' | 'kdump-flattened' | 'elf';
+
+/** What every dump reader offers (openDump() returns one). Reads are synchronous. */
+export interface DumpReader {
+  readonly path: string;
+  readonly format: DumpFormat;
+  readonly pageSize: number;
+  /** One past the highest pfn the dump describes. */
+  readonly maxPfn: number;
+  /** Page codec ('none' for ELF). */
+  readonly compression: Compression;
+  /** The writer marked the dump incomplete (kdump status 0x8, ELF e_flags 0x1). */
+  readonly incomplete: boolean;
+  readonly notes: ElfNote[];
+  /** The VMCOREINFO note's text, if the dump has one. */
+  readonly vmcoreinfo: string | undefined;
+  /** Number of pages in the dump (kdump: dumpable pages incl. zero pages; ELF: PT_LOAD pages). */
+  readonly pageCount: number;
+  isDumped(pfn: number): boolean;
+  /** Runs of dumped pfns, [start, end), ascending. */
+  dumpedRuns(): Iterable<[number, number]>;
+  /** One page; VCV_ERR_PAGE_NOT_DUMPED / VCV_ERR_PAGE_CORRUPT when it cannot be read. */
+  readPage(pfn: number): Buffer;
+  /** Guest-physical read; every byte must be dumped. */
+  readPhys(addr: number | bigint, buf: Uint8Array, off?: number, len?: number): void;
+  close(): void;
+}
