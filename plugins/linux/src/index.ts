@@ -1,1 +1,14 @@
-export {};
+export * from './vmcoreinfo.js';
+export * from './find-vmcoreinfo.js';
+export * from './paging.js';
+export * from './kmem.js';
+export * from './mem-section.js';
+export * from './page-layout.js';
+export * from './classify.js';
+export * from './printk.js';
+export * from './utsname.js';
+export * from './kernel.js';
+export { LeReader, hex } from './reader.js';
+export * from './synth/index.js';
+export { default, linuxOnCrash, linuxSelectPages, checkPlausible, optionsSchema, PLUGIN_NAME } from './plugin.js';
+export type { LinuxPluginOptions, LinuxSessionState, LinuxSessionLike } from './plugin.js';

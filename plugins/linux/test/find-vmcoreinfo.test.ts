@@ -1,0 +1,95 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isVcvError } from '@vicover/errors';
+import { findVmcoreinfo } from '../src/find-vmcoreinfo.js';
+import { LinuxKernel, checkVmcoreinfoAgainstMemory } from '../src/kernel.js';
+import { buildSyntheticKernel } from '../src/synth/index.js';
+import { Vmcoreinfo } from '../src/vmcoreinfo.js';
+
+const MiB = 1024 * 1024;
+
+function flip(mem: { readSync(g: number, b: Uint8Array, o: number, l: number): void; write(g: number, b: Uint8Array): void }, gpa: number, xor = 0x20): void {
+  const b = new Uint8Array(1);
+  mem.readSync(gpa, b, 0, 1);
+  b[0]! ^= xor;
+  mem.write(gpa, b);
+}
+
+describe('finding VMCOREINFO', () => {
+  it('prefers the ELF note, then given text, then a file, then RAM', async () => {
+    const k = buildSyntheticKernel({ ramBytes: 64 * MiB, vmcoreinfoNote: true });
+    expect((await findVmcoreinfo(k.mem)).origin).toBe('note');
+    k.mem.notes = [];
+    expect((await findVmcoreinfo(k.mem, { text: k.info.text })).origin).toBe('text');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vcv-vmci-'));
+    const file = path.join(dir, 'vmcoreinfo.txt');
+    fs.writeFileSync(file, k.info.text);
+    expect((await findVmcoreinfo(k.mem, { file })).origin).toBe('file');
+    const scanned = await findVmcoreinfo(k.mem);
+    expect(scanned.origin).toBe('scan');
+    expect(scanned.info.text).toBe(k.info.text);
+    expect([k.vmcoreinfoPa!.text, k.vmcoreinfoPa!.note + 24]).toContain(scanned.gpa);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('finds the other copy when one is corrupt, and gives up with every reason when both are', async () => {
+    const k = buildSyntheticKernel({ ramBytes: 64 * MiB });
+    const { text, note } = k.vmcoreinfoPa!;
+    const first = Math.min(text, note + 24);
+    const second = Math.max(text, note + 24);
+    flip(k.mem, first + 2); // OSRELEASE= → OSrELEASE=: not a candidate any more
+    const found = await findVmcoreinfo(k.mem, { validate: (i) => checkVmcoreinfoAgainstMemory(k.mem, i) });
+    expect(found.gpa).toBe(second);
+    // A corrupt value in the second copy: parses, but fails the check against memory.
+    const at = k.info.text.indexOf('SYMBOL(init_top_pgt)=') + 'SYMBOL(init_top_pgt)='.length + 10;
+    flip(k.mem, second + at, 0x01);
+    try {
+      await findVmcoreinfo(k.mem, { validate: (i) => checkVmcoreinfoAgainstMemory(k.mem, i) });
+      expect.unreachable();
+    } catch (e) {
+      expect(isVcvError(e, 'VCV_ERR_VMCOREINFO_NOT_FOUND')).toBe(true);
+      expect((e as Error).message).toMatch(/scan at 0x[0-9a-f]+: VCV_ERR_TRANSLATION/);
+    }
+  });
+
+  it('skips a decoy VMCOREINFO of another kernel (it fails the memory check)', async () => {
+    const k = buildSyntheticKernel({ ramBytes: 64 * MiB });
+    const other = buildSyntheticKernel({ ramBytes: 256 * MiB, kernelOffset: 0x6000000n, osrelease: '5.10.0-decoy' });
+    k.mem.write(0x100000, Buffer.from(other.info.text + '\0', 'latin1')); // page aligned, low in RAM: found first
+    const lk = await LinuxKernel.open(k.mem);
+    expect(lk.info.osrelease).toBe('6.1.0-synthetic-amd64');
+    expect(lk.found.rejected.join('\n')).toMatch(/scan at 0x100000/);
+  });
+
+  it('honours the scan cap and reports NOT_FOUND without a source', async () => {
+    const k = buildSyntheticKernel({ ramBytes: 64 * MiB, vmcoreinfoInRam: false });
+    await expect(findVmcoreinfo(k.mem, { scan: false })).rejects.toMatchObject({ code: 'VCV_ERR_VMCOREINFO_NOT_FOUND' });
+    await expect(findVmcoreinfo(k.mem)).rejects.toMatchObject({ code: 'VCV_ERR_VMCOREINFO_NOT_FOUND' });
+    const k2 = buildSyntheticKernel({ ramBytes: 64 * MiB });
+    const e = await findVmcoreinfo(k2.mem, { maxScanBytes: 1 * MiB, blockBytes: 256 * 1024 }).catch((x: unknown) => x);
+    expect(isVcvError(e, 'VCV_ERR_VMCOREINFO_NOT_FOUND')).toBe(true);
+    expect((e as Error).message).toMatch(/stopped after/);
+  });
+
+  it('finds text that straddles two scan blocks', async () => {
+    const k = buildSyntheticKernel({ ramBytes: 64 * MiB, vmcoreinfoInRam: false });
+    // Page aligned at 1 MiB − 4 KiB with a 1 MiB block: the text crosses the block boundary.
+    const gpa = 1 * MiB - 4096;
+    k.mem.write(gpa, Buffer.from(k.info.text + '\0', 'latin1'));
+    const found = await findVmcoreinfo(k.mem, { blockBytes: 1 * MiB });
+    expect(found.gpa).toBe(gpa);
+    // And the needle itself cut by the boundary.
+    const k2 = buildSyntheticKernel({ ramBytes: 64 * MiB, vmcoreinfoInRam: false });
+    const gpa2 = 1 * MiB - 4; // after a NUL, not page aligned
+    k2.mem.write(gpa2 - 1, Buffer.from('\0' + k2.info.text + '\0', 'latin1'));
+    expect((await findVmcoreinfo(k2.mem, { blockBytes: 1 * MiB })).gpa).toBe(gpa2);
+  });
+
+  it('a given VMCOREINFO that does not fit the memory is refused', async () => {
+    const k = buildSyntheticKernel({ ramBytes: 64 * MiB });
+    const other = buildSyntheticKernel({ ramBytes: 256 * MiB, kernelOffset: 0x6000000n });
+    await expect(LinuxKernel.open(k.mem, { vmcoreinfo: Vmcoreinfo.parse(other.info.text) })).rejects.toSatisfy(isVcvError);
+  });
+});
