@@ -697,7 +697,12 @@ export class CrashSession {
       this.journal.state = 'done';
       await writeJournal(path.join(this.dir, 'session.json'), this.journal).catch(() => undefined);
     }
-    if (this.dir) await this.writeReport();
+    if (this.dir) {
+      await this.writeReport().catch((e) => {
+        // A full disk must not lose the report: it goes to the log instead.
+        this.log.error({ err: e, report: this.report }, `cannot write report.json (${(e as Error).message}); the report is in this log line`);
+      });
+    }
     this.log.info({ report: this.dir ? path.join(this.dir, 'report.json') : undefined }, summaryLine(this.report));
   }
 

@@ -1,0 +1,276 @@
+/**
+ * The crash session walk, on an in-memory guest and a recording backend (a test double of the
+ * backend contract: no hypervisor is involved here — the real QEMU backend has its own end-to-end
+ * tests). What is checked: hook order, chunks cheapest first, no release before the chunk is durable
+ * (journal + writer), the dump file's pages equal the source's, modes, full-disk handling.
+ */
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { KdumpReader } from '@vicover/dumpfmt';
+import {
+  CrashSession,
+  Vicover,
+  silentLogger,
+  STAGE,
+  VcvError,
+  type Backend,
+  type MemorySource,
+  type PhysRange,
+  type VmRef,
+  type VmHandle,
+  type PageSet,
+} from '@vicover/core';
+
+const PAGE = 4096;
+const MiB = 1024 * 1024;
+
+function guestMemory(bytes: number): Buffer {
+  const b = Buffer.alloc(bytes);
+  // Every page carries its pfn (so misplaced pages are caught); every 5th page stays zero.
+  for (let pfn = 0; pfn < bytes / PAGE; pfn++) {
+    if (pfn % 5 === 0) continue;
+    b.writeUInt32LE(pfn, pfn * PAGE);
+    b.fill(pfn & 0xff, pfn * PAGE + 4, pfn * PAGE + 64);
+  }
+  return b;
+}
+
+function memSource(buf: Buffer, released: PhysRange[]): MemorySource {
+  const ranges = [{ start: 0, end: buf.length }];
+  const check = (gpa: number, len: number) => {
+    if (gpa < 0 || gpa + len > buf.length) throw new VcvError('VCV_ERR_MEMORY_RANGE', `0x${gpa.toString(16)} outside RAM`);
+  };
+  const readSync = (gpa: number, dst: Uint8Array, off: number, len: number) => {
+    check(gpa, len);
+    dst.set(buf.subarray(gpa, gpa + len), off);
+    // Released ranges read as zero (like a punched hole).
+    for (const r of released) {
+      const a = Math.max(r.start, gpa);
+      const z = Math.min(r.end, gpa + len);
+      if (a < z) dst.fill(0, off + a - gpa, off + z - gpa);
+    }
+  };
+  return {
+    description: 'in-memory test guest',
+    ranges,
+    maxPfn: buf.length / PAGE,
+    notes: [],
+    readSync,
+    read: async (gpa, dst, off, len) => readSync(gpa, dst, off, len),
+    close: async () => undefined,
+  };
+}
+
+interface Recorder {
+  calls: string[];
+  released: PhysRange[];
+  dumpDir?: string;
+}
+
+function testBackend(vm: VmRef, mem: Buffer, rec: Recorder, sessionDir: () => string | null): Backend {
+  let started = 0;
+  return {
+    name: 'test',
+    growGranularityBytes: 2 * MiB,
+    async start() {},
+    async stop() {},
+    async list() {
+      return [vm];
+    },
+    async capture() {
+      rec.calls.push('capture');
+      return { cpuNotes: [] };
+    },
+    async openMemory() {
+      return memSource(mem, rec.released);
+    },
+    async release(_vm, range) {
+      // The journal must already list this chunk as durable.
+      const dir = sessionDir();
+      const j = JSON.parse(readFileSync(path.join(dir!, 'session.json'), 'utf8'));
+      const idx = j.chunks.findIndex((c: { start: number }) => c.start === range.start);
+      expect(j.durable).toContain(idx);
+      rec.calls.push(`release:${range.start / MiB}`);
+      rec.released.push(range);
+      return { freedBytes: range.end - range.start };
+    },
+    releasesImmediately: () => true,
+    async allocatedBytes() {
+      return mem.length - rec.released.reduce((s, r) => s + r.end - r.start, 0);
+    },
+    async destroy() {
+      rec.calls.push('destroy');
+    },
+    async definitionOf() {
+      return {};
+    },
+    async startVm(_def, opts) {
+      rec.calls.push(`startVm:${opts.memoryBytes / MiB}`);
+      return { id: `r${++started}`, name: 'recovery' };
+    },
+    async resizeVm(_h, bytes) {
+      rec.calls.push(`resize:${bytes / MiB}`);
+    },
+    async throttleVm() {},
+    async vmIoStats() {
+      return { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 };
+    },
+    async vmAllocatedBytes() {
+      return 0;
+    },
+    async stopVm() {},
+  };
+}
+
+/** A minimal strategy: start on onCrash (vicover) or at the final handover, grow on every reclaim. */
+function strategy(rec: Recorder) {
+  return {
+    name: 'test-strategy',
+    apply(core: Vicover) {
+      let vm: VmHandle | null = null;
+      core.hooks.onCrash.tapPromise({ name: 'test-strategy', stage: STAGE.RECOVERY }, async (s) => {
+        rec.calls.push('onCrash:strategy');
+        if (s.mode !== 'vicover') return;
+        vm = await s.backend!.startVm({}, { name: 'r', memoryBytes: 4 * MiB, maxMemoryBytes: s.vm.memoryBytes });
+        s.setRecoveryVm(vm);
+        setTimeout(() => void s.recovered('test'), 5);
+      });
+      core.hooks.onChunkDumped.tapPromise('test-strategy', async (c) => {
+        rec.calls.push(`dumped:${c.range.start / MiB}`);
+      });
+      core.hooks.onMemoryReclaimed.tapPromise('test-strategy', async (r, s) => {
+        if (!vm) {
+          vm = await s.backend!.startVm({}, { name: 'r', memoryBytes: r.handedOverBytes, maxMemoryBytes: s.vm.memoryBytes });
+          s.setRecoveryVm(vm);
+          await s.recovered('test');
+        } else await s.backend!.resizeVm(vm, 4 * MiB + r.handedOverBytes);
+      });
+    },
+  };
+}
+
+/** Excludes every even pfn in the upper half (a stand-in for a guest-OS filter). */
+const filter = {
+  name: 'test-filter',
+  apply(core: Vicover) {
+    core.hooks.selectPages.tapPromise({ name: 'test-filter', stage: STAGE.FILTER }, async (pages: PageSet) => {
+      let n = 0;
+      for (let pfn = pages.maxPfn / 2; pfn < pages.maxPfn; pfn += 2) {
+        pages.dump.clear(pfn);
+        n++;
+      }
+      pages.excluded.free += n;
+      return pages;
+    });
+  },
+};
+
+async function runSession(mode: 'vicover' | 'coredump-restart' | 'restart-only', sizeMiB = 32, extra: Record<string, unknown> = {}) {
+  const dumpDir = mkdtempSync(path.join(tmpdir(), 'vcv-sess-'));
+  const config = Vicover.defaultConfig({ mode, dump: { dir: path.join(dumpDir, 'dumps'), chunkMiB: 4, blockMiB: 1, ...extra } });
+  const core = new Vicover({ config, logger: silentLogger() });
+  const rec: Recorder = { calls: [], released: [] };
+  await core.use(filter);
+  await core.use(strategy(rec));
+  const vm: VmRef = { id: 'vm1', name: 'web1', memoryBytes: sizeMiB * MiB };
+  const mem = guestMemory(sizeMiB * MiB);
+  let session!: CrashSession;
+  const backend = testBackend(vm, mem, rec, () => session.directory);
+  session = new CrashSession({ core, backend, event: { vm, at: Date.now(), reason: 'test crash' } });
+  const report = await session.run();
+  return { report, rec, mem, session, dumpDir };
+}
+
+describe('crash session', () => {
+  it('vicover mode: dumps cheapest chunks first, releases each only after it is durable, hands everything over', async () => {
+    const { report, rec, mem, session } = await runSession('vicover');
+    expect(report.state).toBe('done');
+    expect(report.error).toBeUndefined();
+    // Lower-half chunks have all pages selected, upper-half chunks half: upper ones go first.
+    const dumped = rec.calls.filter((c) => c.startsWith('dumped:')).map((c) => Number(c.split(':')[1]));
+    expect(dumped).toEqual([16, 20, 24, 28, 0, 4, 8, 12]);
+    // Each chunk: dumped, then released, then the strategy grows the VM.
+    for (const start of dumped) {
+      const i = rec.calls.indexOf(`dumped:${start}`);
+      expect(rec.calls[i + 1]).toBe(`release:${start}`);
+      expect(rec.calls[i + 2]).toMatch(/^resize:/);
+    }
+    expect(rec.calls.indexOf('capture')).toBeLessThan(rec.calls.indexOf('onCrash:strategy'));
+    expect(rec.calls.at(-2)).toBe('destroy');
+    expect(report.memory.handedOverBytes).toBe(32 * MiB);
+    expect(report.timeline.handover.at(-1)!.handedOverBytes).toBe(32 * MiB);
+    expect(report.serviceDowntimeSeconds).not.toBeNull();
+    expect(report.totalSeconds).not.toBeNull();
+    // Page accounting: total = dumped + excluded.
+    const ex = report.pages.excluded;
+    expect(report.pages.total).toBe(8192);
+    expect(ex.free).toBe(2048);
+    expect(report.pages.dumped + ex.free + ex.zero).toBe(report.pages.total);
+    expect(ex.zero).toBeGreaterThan(0);
+    // The dump holds exactly the source pages that were selected.
+    const r = await KdumpReader.open(session.dumpPath!);
+    expect(r.incomplete).toBe(false);
+    for (let pfn = 0; pfn < 8192; pfn++) {
+      const selected = !(pfn >= 4096 && pfn % 2 === 0);
+      expect(r.isDumpable(pfn)).toBe(selected);
+      if (selected) expect(r.readPage(pfn).equals(mem.subarray(pfn * PAGE, (pfn + 1) * PAGE))).toBe(true);
+    }
+    r.close();
+    // Files are private.
+    expect(statSync(session.dumpPath!).mode & 0o777).toBe(0o600);
+    expect(statSync(session.directory!).mode & 0o777).toBe(0o700);
+    expect(statSync(path.join(session.directory!, 'report.json')).mode & 0o777).toBe(0o600);
+    const onDisk = JSON.parse(readFileSync(path.join(session.directory!, 'report.json'), 'utf8'));
+    expect(onDisk.pages).toEqual(report.pages);
+    expect(JSON.parse(readFileSync(path.join(session.directory!, 'session.json'), 'utf8')).state).toBe('done');
+  });
+
+  it('coredump-restart: full dump, nothing released while dumping, recovery starts with all memory', async () => {
+    const { report, rec, session } = await runSession('coredump-restart');
+    expect(report.state).toBe('done');
+    expect(rec.calls.some((c) => c.startsWith('release:'))).toBe(false);
+    expect(report.pages.dumped).toBe(8192);
+    expect(rec.calls.indexOf('destroy')).toBeGreaterThan(rec.calls.lastIndexOf(rec.calls.filter((c) => c.startsWith('dumped:')).at(-1)!));
+    expect(rec.calls).toContain('startVm:32');
+    const r = await KdumpReader.open(session.dumpPath!);
+    expect(r.pages.dumpable).toBe(8192);
+    r.close();
+  });
+
+  it('restart-only: no dump, all memory at once', async () => {
+    const { report, rec, session } = await runSession('restart-only');
+    expect(report.state).toBe('done');
+    expect(session.dumpPath).toBeNull();
+    expect(rec.calls).toEqual(['capture', 'onCrash:strategy', 'destroy', 'startVm:32']);
+    expect(report.dump.bytesWritten).toBe(0);
+  });
+
+  it.runIf(process.getuid?.() === 0)('a full disk stops the dump with VCV_ERR_NO_SPACE, releases nothing undumped, keeps the dump readable', async () => {
+    // A real full disk: a 3 MiB tmpfs (root only) for a 32 MiB guest.
+    const mnt = mkdtempSync(path.join(tmpdir(), 'vcv-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3M', 'tmpfs', mnt]);
+    try {
+      const { report, rec, session } = await runSession('vicover', 32, { dir: path.join(mnt, 'dumps') });
+      expect(report.state).toBe('failed');
+      expect(report.error!.code).toBe('VCV_ERR_NO_SPACE');
+      expect(report.error!.message).toMatch(/no space|ENOSPC/i);
+      expect(rec.calls).not.toContain('destroy');
+      // Released chunks were durable (checked inside release()); the rest of memory is kept.
+      expect(rec.released.length).toBeLessThan(8);
+      const r = await KdumpReader.open(session.dumpPath!);
+      expect(r.incomplete).toBe(true);
+      const lost = r.lostPages().count();
+      expect(lost).toBeGreaterThan(0);
+      // Every page that is in the file and not lost reads back.
+      let read = 0;
+      for (const [a, b] of r.dumpedRuns()) for (let pfn = a; pfn < b; pfn++) if (!r.lostPages().get(pfn)) { r.readPage(pfn); read++; }
+      expect(read).toBeGreaterThan(0);
+      r.close();
+    } finally {
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+});
