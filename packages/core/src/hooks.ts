@@ -73,6 +73,8 @@ export interface IoShares {
   /** Which policy set these shares and why (for reports and logs). */
   policy?: string;
   reason?: string;
+  /** Something the operator must know (e.g. "the deadline cannot be met"); logged once per text. */
+  warning?: string;
 }
 
 /** What a policy sees every tick. Rates are bytes/s averaged over the last tick. */

@@ -52,6 +52,7 @@ export class IoScheduler {
   private lastRecordedKey = '';
   private lastRecordAt = -Infinity;
   private ticking = false;
+  private readonly warned = new Set<string>();
 
   constructor(private readonly o: IoSchedulerOptions) {
     this.previous = { dumpBps: o.deviceBps, recoveryBps: o.deviceBps, policy: 'none' };
@@ -144,6 +145,10 @@ export class IoScheduler {
         const err = new VcvError('VCV_ERR_IO_POLICY', `the I/O policy returned unusable shares ${JSON.stringify(shares)}; keeping the previous ones`);
         this.o.session.warn(err.code, err.message);
         shares = this.previous;
+      }
+      if (shares.warning && !this.warned.has(shares.warning)) {
+        this.warned.add(shares.warning);
+        this.o.session.warn('VCV_ERR_IO_POLICY', shares.warning, shares.policy);
       }
       this.previous = { ...shares };
       this.o.bucket.setRate(dumpActive ? shares.dumpBps : Infinity);

@@ -4,7 +4,7 @@
  * tests). What is checked: hook order, chunks cheapest first, no release before the chunk is durable
  * (journal + writer), the dump file's pages equal the source's, modes, full-disk handling.
  */
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -114,7 +114,9 @@ function testBackend(vm: VmRef, mem: Buffer, rec: Recorder, sessionDir: () => st
     async resizeVm(_h, bytes) {
       rec.calls.push(`resize:${bytes / MiB}`);
     },
-    async throttleVm() {},
+    async throttleVm(_h, limits) {
+      rec.calls.push(`throttle:${limits ? limits.bps : 'none'}`);
+    },
     async vmIoStats() {
       return { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 };
     },
@@ -168,11 +170,15 @@ const filter = {
   },
 };
 
-async function runSession(mode: 'vicover' | 'coredump-restart' | 'restart-only', sizeMiB = 32, extra: Record<string, unknown> = {}) {
+async function runSession(mode: 'vicover' | 'coredump-restart' | 'restart-only', sizeMiB = 32, extra: Record<string, unknown> = {}, more: { io?: Record<string, unknown>; plugins?: string[] } = {}) {
   const dumpDir = mkdtempSync(path.join(tmpdir(), 'vcv-sess-'));
-  const config = Vicover.defaultConfig({ mode, dump: { dir: path.join(dumpDir, 'dumps'), chunkMiB: 4, blockMiB: 1, ...extra } });
+  const config = Vicover.defaultConfig({ mode, dump: { dir: path.join(dumpDir, 'dumps'), chunkMiB: 4, blockMiB: 1, ...extra }, ...(more.io ? { io: more.io } : {}) });
   const core = new Vicover({ config, logger: silentLogger() });
   const rec: Recorder = { calls: [], released: [] };
+  for (const p of more.plugins ?? []) {
+    const { loadPlugin } = await import('@vicover/core');
+    await core.use(await loadPlugin(p, 0, dumpDir));
+  }
   await core.use(filter);
   await core.use(strategy(rec));
   const vm: VmRef = { id: 'vm1', name: 'web1', memoryBytes: sizeMiB * MiB };
@@ -272,5 +278,22 @@ describe('crash session', () => {
     } finally {
       execFileSync('umount', ['-l', mnt]);
     }
+  });
+
+  it('a third-party I/O policy loaded from a path takes effect: the recovery VM is throttled to its share and the shares are recorded', async () => {
+    const d = mkdtempSync(path.join(tmpdir(), 'vcv-policy-'));
+    const file = path.join(d, 'flat-policy.mjs');
+    writeFileSync(
+      file,
+      `export default { name: 'flat-policy', apply(core) { core.hooks.scheduleIo.tap('flat-policy', (shares, state) => ({ dumpBps: 64 * 1048576, recoveryBps: 12345, policy: 'flat', reason: 'test ' + state.deviceBps })); } };`,
+    );
+    const { report, rec } = await runSession('vicover', 32, { chunkMiB: 2 }, { io: { bandwidthMiBps: 100, tickMs: 10 }, plugins: [file] });
+    expect(report.state).toBe('done');
+    expect(rec.calls).toContain('throttle:12345');
+    const shares = report.timeline.shares;
+    expect(shares.length).toBeGreaterThan(0);
+    expect(shares[0]).toMatchObject({ dumpBps: 64 * 1048576, recoveryBps: 12345, policy: 'flat', reason: `test ${100 * 1048576}` });
+    // The throttle is lifted when the session ends.
+    expect(rec.calls.at(-1)).toBe('throttle:none');
   });
 });
