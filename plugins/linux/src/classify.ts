@@ -111,21 +111,331 @@ function lo(f: FlagBit | undefined): number {
 function hi(f: FlagBit | undefined): number {
   return f && f.word === 1 ? f.mask | 0 : 0;
 }
-/** Sentinel for "no such page type": no int32 _mapcount equals it. */
-const NO_TYPE = 2 ** 40;
+
+// The hot loop takes its parameters as one Int32Array and writes its figures to one Float64Array, so
+// the optimised code depends on no object shapes (V8 keeps it across layouts and sessions).
+const P_W = 0;
+const P_FLAGS = 1;
+const P_MAPPING = 2;
+const P_MAPCOUNT = 3;
+const P_REFCOUNT = 4;
+const P_PRIVATE = 5;
+const P_HEAD = 6;
+const P_LEVEL = 7;
+const P_DROP_RZ = 8;
+const P_HEAD_LO = 9;
+const P_HEAD_HI = 10;
+const P_LRU_LO = 11;
+const P_LRU_HI = 12;
+const P_SWC_LO = 13;
+const P_SWC_HI = 14;
+const P_HAS_SWB = 15;
+const P_SWB_LO = 16;
+const P_SWB_HI = 17;
+const P_PRIV_LO = 18;
+const P_PRIV_HI = 19;
+const P_SLAB_LO = 20;
+const P_SLAB_HI = 21;
+const P_HWP_LO = 22;
+const P_HWP_HI = 23;
+const P_HAS_PGBUDDY = 24;
+const P_PGBUDDY_LO = 25;
+const P_PGBUDDY_HI = 26;
+const P_HAS_PGHUGE = 27;
+const P_PGHUGE_LO = 28;
+const P_PGHUGE_HI = 29;
+const P_HAS_BUDDY_T = 30;
+const P_BUDDY_T = 31;
+const P_HAS_OFFLINE_T = 32;
+const P_OFFLINE_T = 33;
+const P_HAS_SLAB_T = 34;
+const P_SLAB_T = 35;
+const P_HAS_HUGE_T = 36;
+const P_HUGE_T = 37;
+const P_HAS_UNACC_T = 38;
+const P_UNACC_T = 39;
+const P_HUGE_DTOR = 40;
+const P_ORDERS = 41;
+/** Compound order source: 0 none, 1 tail byte, 2 folio byte (head-relative), 3 low byte of the tail's flags. */
+const P_CO_KIND = 42;
+const P_CO_OFF = 43;
+const P_DTOR_OFF = 44;
+const P_SIZE = 45;
+const P_COUNT = 46;
+
+const S_CACHE = 0;
+const S_PRIV = 1;
+const S_USER = 2;
+const S_FREE = 3;
+const S_OFFLINE = 4;
+const S_HWPOISON = 5;
+const S_RZ_EXTRA = 6;
+const S_RZ_TAIL = 7;
+const S_RZ_TYPED = 8;
+const S_BAD_BUDDY = 9;
+const S_BAD_COMPOUND = 10;
+const S_SKIP_UNTIL = 11;
+const S_READ = 12;
+const S_COUNT = 13;
+
+/** The hot loop's parameters for a layout, level and rule. */
+function loopParams(L: PageLayout, level: number, dropRefZero: boolean): Int32Array {
+  const p = new Int32Array(P_COUNT);
+  p[P_W] = L.size >> 2;
+  p[P_FLAGS] = L.offFlags >> 2;
+  p[P_MAPPING] = L.offMapping >> 2;
+  p[P_MAPCOUNT] = L.offMapcount >> 2;
+  p[P_REFCOUNT] = L.offRefcount >> 2;
+  p[P_PRIVATE] = L.offPrivate >> 2;
+  p[P_HEAD] = L.offCompoundHead >> 2;
+  p[P_LEVEL] = level;
+  p[P_DROP_RZ] = dropRefZero ? 1 : 0;
+  p[P_HEAD_LO] = L.headMaskLo | 0;
+  p[P_HEAD_HI] = L.headMaskHi | 0;
+  p[P_LRU_LO] = lo(L.pgLru);
+  p[P_LRU_HI] = hi(L.pgLru);
+  p[P_SWC_LO] = lo(L.pgSwapcache);
+  p[P_SWC_HI] = hi(L.pgSwapcache);
+  p[P_HAS_SWB] = L.pgSwapbacked !== undefined ? 1 : 0;
+  p[P_SWB_LO] = lo(L.pgSwapbacked);
+  p[P_SWB_HI] = hi(L.pgSwapbacked);
+  p[P_PRIV_LO] = lo(L.pgPrivate);
+  p[P_PRIV_HI] = hi(L.pgPrivate);
+  p[P_SLAB_LO] = lo(L.pgSlab);
+  p[P_SLAB_HI] = hi(L.pgSlab);
+  p[P_HWP_LO] = lo(L.pgHwpoison);
+  p[P_HWP_HI] = hi(L.pgHwpoison);
+  p[P_HAS_PGBUDDY] = L.pgBuddy !== undefined ? 1 : 0;
+  p[P_PGBUDDY_LO] = lo(L.pgBuddy);
+  p[P_PGBUDDY_HI] = hi(L.pgBuddy);
+  p[P_HAS_PGHUGE] = L.pgHugetlb !== undefined ? 1 : 0;
+  p[P_PGHUGE_LO] = lo(L.pgHugetlb);
+  p[P_PGHUGE_HI] = hi(L.pgHugetlb);
+  p[P_HAS_BUDDY_T] = L.buddyType !== undefined ? 1 : 0;
+  p[P_BUDDY_T] = L.buddyType ?? 0;
+  p[P_HAS_OFFLINE_T] = L.offlineType !== undefined ? 1 : 0;
+  p[P_OFFLINE_T] = L.offlineType ?? 0;
+  p[P_HAS_SLAB_T] = L.slabType !== undefined ? 1 : 0;
+  p[P_SLAB_T] = L.slabType ?? 0;
+  p[P_HAS_HUGE_T] = L.hugetlbType !== undefined ? 1 : 0;
+  p[P_HUGE_T] = L.hugetlbType ?? 0;
+  p[P_HAS_UNACC_T] = L.unacceptedType !== undefined ? 1 : 0;
+  p[P_UNACC_T] = L.unacceptedType ?? 0;
+  p[P_HUGE_DTOR] = L.hugetlbDtor ?? -1;
+  p[P_ORDERS] = L.freeAreaOrders;
+  const co = L.compoundOrder;
+  p[P_CO_KIND] = co.kind === 'tail-byte' ? 1 : co.kind === 'folio-byte' ? 2 : co.kind === 'tail-flags-byte' ? 3 : 0;
+  p[P_CO_OFF] = co.kind === 'tail-byte' || co.kind === 'folio-byte' ? co.offset : 0;
+  p[P_DTOR_OFF] = L.offCompoundDtor ?? -1;
+  p[P_SIZE] = L.size;
+  return p;
+}
 
 /**
- * Mutable state of one classification pass over the struct page array, fed block by block in pfn
- * order. Exposed for the synthetic benchmark and tests; `classifyPages` is the usual entry point.
+ * The hot loop: classify RAM pfns [from, to) of a block of struct pages (`words`/`bytes` view the
+ * block; its first struct page is pfn `blockPfn`; it holds `nPages`). Numbers and typed arrays only.
+ */
+function classifyRun(
+  P: Int32Array,
+  words: Int32Array,
+  bytes: Uint8Array,
+  excluded: Uint8Array,
+  st: Float64Array,
+  blockPfn: number,
+  nPages: number,
+  from: number,
+  to: number,
+  maxPfn: number,
+): void {
+  const W = P[P_W]!;
+  const fF = P[P_FLAGS]!;
+  const fM = P[P_MAPPING]!;
+  const fMC = P[P_MAPCOUNT]!;
+  const fRC = P[P_REFCOUNT]!;
+  const fP = P[P_PRIVATE]!;
+  const fH = P[P_HEAD]!;
+  const level = P[P_LEVEL]!;
+  const exFree = (level & DL_EXCLUDE_FREE) !== 0;
+  const exCache = (level & DL_EXCLUDE_CACHE) !== 0;
+  const exCachePri = (level & DL_EXCLUDE_CACHE_PRI) !== 0;
+  const exUser = (level & DL_EXCLUDE_USER_DATA) !== 0;
+  const exAnyCache = exCache || exCachePri || exUser;
+  const dropRefZero = P[P_DROP_RZ] === 1;
+  const headLo = P[P_HEAD_LO]!;
+  const headHi = P[P_HEAD_HI]!;
+  const lruLo = P[P_LRU_LO]!;
+  const lruHi = P[P_LRU_HI]!;
+  const swcLo = P[P_SWC_LO]!;
+  const swcHi = P[P_SWC_HI]!;
+  const hasSwb = P[P_HAS_SWB] === 1;
+  const swbLo = P[P_SWB_LO]!;
+  const swbHi = P[P_SWB_HI]!;
+  const privLo = P[P_PRIV_LO]!;
+  const privHi = P[P_PRIV_HI]!;
+  const slabLo = P[P_SLAB_LO]!;
+  const slabHi = P[P_SLAB_HI]!;
+  const hwpLo = P[P_HWP_LO]!;
+  const hwpHi = P[P_HWP_HI]!;
+  const hasPgBuddy = P[P_HAS_PGBUDDY] === 1;
+  const pgBuddyLo = P[P_PGBUDDY_LO]!;
+  const pgBuddyHi = P[P_PGBUDDY_HI]!;
+  const hasPgHuge = P[P_HAS_PGHUGE] === 1;
+  const pgHugeLo = P[P_PGHUGE_LO]!;
+  const pgHugeHi = P[P_PGHUGE_HI]!;
+  const hasBuddyType = P[P_HAS_BUDDY_T] === 1;
+  const buddyType = P[P_BUDDY_T]!;
+  const hasOfflineType = P[P_HAS_OFFLINE_T] === 1;
+  const offlineType = P[P_OFFLINE_T]!;
+  const hasSlabType = P[P_HAS_SLAB_T] === 1;
+  const slabType = P[P_SLAB_T]!;
+  const hasHugetlbType = P[P_HAS_HUGE_T] === 1;
+  const hugetlbType = P[P_HUGE_T]!;
+  const hasUnacceptedType = P[P_HAS_UNACC_T] === 1;
+  const unacceptedType = P[P_UNACC_T]!;
+  const hugetlbDtor = P[P_HUGE_DTOR]!;
+  const maxOrders = P[P_ORDERS]!;
+  const coKind = P[P_CO_KIND]!;
+  const coOff = P[P_CO_OFF]!;
+  const dtorOff = P[P_DTOR_OFF]!;
+  const size = P[P_SIZE]!;
+
+  let skipUntil = st[S_SKIP_UNTIL]!;
+  let cCache = 0;
+  let cPriv = 0;
+  let cUser = 0;
+  let cFree = 0;
+  let cOff = 0;
+  let cHwp = 0;
+  let rzExtra = 0;
+  let rzTail = 0;
+  let rzTyped = 0;
+  let badBuddy = 0;
+  let badCompound = 0;
+
+  let pfn = from > skipUntil ? from : skipUntil;
+  if (to > pfn) st[S_READ]! += to - pfn;
+  for (; pfn < to; pfn++) {
+    if (pfn < skipUntil) {
+      pfn = skipUntil - 1;
+      continue;
+    }
+    const i = pfn - blockPfn;
+    const b = i * W;
+    const fLo = words[b + fF]!;
+    const fHi = words[b + fF + 1]!;
+    const mapcount = words[b + fMC]!;
+    const headWord = words[b + fH]!;
+    const slab = ((fLo & slabLo) | (fHi & slabHi)) !== 0 || (hasSlabType && mapcount === slabType);
+
+    // 0. compound tails are kept here (tails of excluded heads were excluded with the head).
+    if ((headWord & 1) !== 0) {
+      if (exFree && words[b + fRC] === 0) {
+        rzExtra++;
+        rzTail++;
+        if (mapcount < -1) rzTyped++;
+        if (dropRefZero) excluded[pfn >>> 3]! |= 1 << (pfn & 7);
+      }
+      continue;
+    }
+
+    // Compound order / destructor of a head, from its first tail page (makedumpfile's window rule).
+    let order = 0;
+    let huge = false;
+    const isHead = ((fLo & headLo) | (fHi & headHi)) !== 0;
+    if (isHead && (pfn & (PGMM_CACHED - 1)) !== PGMM_CACHED - 1 && i + 1 < nPages) {
+      const nb = b + W;
+      if (coKind === 1) order = bytes[(i + 1) * size + coOff]!;
+      else if (coKind === 2) order = bytes[i * size + coOff]!;
+      else if (coKind === 3) order = words[nb + fF]! & 0xff;
+      if (hasHugetlbType) huge = mapcount === hugetlbType;
+      else if (hasPgHuge) huge = ((words[nb + fF]! & pgHugeLo) | (words[nb + fF + 1]! & pgHugeHi)) !== 0;
+      else if (dtorOff >= 0) huge = bytes[i * size + dtorOff] === hugetlbDtor;
+      if (order >= 64 || (order < 30 ? pfn % (1 << order) : pfn % 2 ** order) !== 0) {
+        badCompound++;
+        order = 0;
+      }
+    } else if (isHead && hasHugetlbType) {
+      huge = mapcount === hugetlbType;
+    }
+
+    let nr = order < 30 ? 1 << order : 2 ** order;
+    let cls = 0; // 1 free 2 cache 3 privateCache 4 user 5 hwpoison 6 offline
+    if (exFree) {
+      const buddy = hasPgBuddy ? ((fLo & pgBuddyLo) | (fHi & pgBuddyHi)) !== 0 : hasBuddyType && !slab && mapcount === buddyType;
+      if (buddy) {
+        const pLo = words[b + fP]!;
+        if (words[b + fP + 1] !== 0 || pLo < 0 || pLo >= maxOrders) badBuddy++;
+        else {
+          nr = 1 << pLo; // pLo < LENGTH(zone.free_area) ≤ 20
+          cls = 1;
+        }
+      } else if (hasUnacceptedType && mapcount === unacceptedType) {
+        nr = 1 << (maxOrders - 1);
+        cls = 1;
+      }
+    }
+    if (cls === 0 && exAnyCache) {
+      const cache =
+        ((fLo & lruLo) | (fHi & lruHi)) !== 0 ||
+        (((fLo & swcLo) | (fHi & swcHi)) !== 0 && (!hasSwb || ((fLo & swbLo) | (fHi & swbHi)) !== 0));
+      const anon = (words[b + fM]! & 1) !== 0 && !slab;
+      const priv = ((fLo & privLo) | (fHi & privHi)) !== 0;
+      if (exCache && cache && !priv && !anon) cls = 2;
+      else if (exCachePri && cache && !anon) cls = priv ? 3 : 2;
+      else if (exUser && (anon || huge)) cls = 4;
+    }
+    if (cls === 0) {
+      if (((fLo & hwpLo) | (fHi & hwpHi)) !== 0) cls = 5;
+      else if (hasOfflineType && !slab && mapcount === offlineType) cls = 6;
+      else {
+        if (exFree && words[b + fRC] === 0) {
+          rzExtra++;
+          if (mapcount < -1) rzTyped++;
+          if (dropRefZero) excluded[pfn >>> 3]! |= 1 << (pfn & 7);
+        }
+        continue;
+      }
+    }
+    // Exclude [pfn, pfn + nr), clipped to maxPfn.
+    let n = 1;
+    if (nr === 1) {
+      excluded[pfn >>> 3]! |= 1 << (pfn & 7);
+    } else {
+      const e = pfn + nr < maxPfn ? pfn + nr : maxPfn;
+      n = e - pfn;
+      setBits(excluded, pfn, e);
+      if (e > skipUntil) skipUntil = e;
+      pfn = e - 1;
+    }
+    if (cls === 1) cFree += n;
+    else if (cls === 2) cCache += n;
+    else if (cls === 3) cPriv += n;
+    else if (cls === 4) cUser += n;
+    else if (cls === 5) cHwp += n;
+    else cOff += n;
+  }
+  st[S_SKIP_UNTIL] = skipUntil;
+  st[S_CACHE]! += cCache;
+  st[S_PRIV]! += cPriv;
+  st[S_USER]! += cUser;
+  st[S_FREE]! += cFree;
+  st[S_OFFLINE]! += cOff;
+  st[S_HWPOISON]! += cHwp;
+  st[S_RZ_EXTRA]! += rzExtra;
+  st[S_RZ_TAIL]! += rzTail;
+  st[S_RZ_TYPED]! += rzTyped;
+  st[S_BAD_BUDDY]! += badBuddy;
+  st[S_BAD_COMPOUND]! += badCompound;
+}
+
+/**
+ * One classification pass over the struct page array, fed block by block in pfn order. Exposed for
+ * the synthetic benchmark and tests; `classifyPages` is the usual entry point.
  */
 export class Classifier {
-  readonly counts: ClassCounts = { cache: 0, privateCache: 0, user: 0, free: 0, offline: 0, hwpoison: 0 };
-  readonly refcountZero: RefcountZeroStats;
-  readonly anomalies: ClassifyAnomalies = { badBuddyOrder: 0, badCompoundOrder: 0 };
   readonly excluded: Uint8Array;
-  /** pfns below this were already excluded as part of a multi-page range. */
-  skipUntil = 0;
-  structPagesRead = 0;
+  private readonly params: Int32Array;
+  private readonly st = new Float64Array(S_COUNT);
 
   constructor(
     readonly layout: PageLayout,
@@ -140,205 +450,155 @@ export class Classifier {
       throw new VcvError('VCV_ERR_INTROSPECTION', `max pfn ${maxPfn} is impossible`, { maxPfn });
     }
     this.excluded = new Uint8Array(Math.ceil(maxPfn / 8));
-    this.refcountZero = {
-      extraPages: 0,
-      tailPages: 0,
-      typedPages: 0,
-      excluded: rule === 'refcount-zero' && (dumpLevel & DL_EXCLUDE_FREE) !== 0,
-    };
+    this.params = loopParams(layout, dumpLevel, this.dropsRefcountZero);
+  }
+
+  private get dropsRefcountZero(): boolean {
+    return this.rule === 'refcount-zero' && (this.dumpLevel & DL_EXCLUDE_FREE) !== 0;
+  }
+
+  get counts(): ClassCounts {
+    const s = this.st;
+    return { cache: s[S_CACHE]!, privateCache: s[S_PRIV]!, user: s[S_USER]!, free: s[S_FREE]!, offline: s[S_OFFLINE]!, hwpoison: s[S_HWPOISON]! };
+  }
+  get refcountZero(): RefcountZeroStats {
+    const s = this.st;
+    return { extraPages: s[S_RZ_EXTRA]!, tailPages: s[S_RZ_TAIL]!, typedPages: s[S_RZ_TYPED]!, excluded: this.dropsRefcountZero };
+  }
+  get anomalies(): ClassifyAnomalies {
+    return { badBuddyOrder: this.st[S_BAD_BUDDY]!, badCompoundOrder: this.st[S_BAD_COMPOUND]! };
+  }
+  /** pfns below this were already excluded as part of a multi-page range. */
+  get skipUntil(): number {
+    return this.st[S_SKIP_UNTIL]!;
+  }
+  get structPagesRead(): number {
+    return this.st[S_READ]!;
   }
 
   /**
    * Classify the RAM pfns [from, to) of a block of struct pages: `words`/`bytes` view the block,
-   * whose first struct page is pfn `blockPfn` and which holds `nPages` struct pages.
+   * whose first struct page is pfn `blockPfn` and which holds `nPages` struct pages. Blocks must come
+   * in pfn order.
    */
   classifyBlock(words: Int32Array, bytes: Uint8Array, blockPfn: number, nPages: number, from: number, to: number): void {
-    const L = this.layout;
-    const level = this.dumpLevel;
-    const size = L.size;
-    const W = size >> 2;
-    const fF = L.offFlags >> 2;
-    const fM = L.offMapping >> 2;
-    const fMC = L.offMapcount >> 2;
-    const fRC = L.offRefcount >> 2;
-    const fP = L.offPrivate >> 2;
-    const fH = L.offCompoundHead >> 2;
-    const exFree = (level & DL_EXCLUDE_FREE) !== 0;
-    const exCache = (level & DL_EXCLUDE_CACHE) !== 0;
-    const exCachePri = (level & DL_EXCLUDE_CACHE_PRI) !== 0;
-    const exUser = (level & DL_EXCLUDE_USER_DATA) !== 0;
-    const exAnyCache = exCache || exCachePri || exUser;
-    const dropRefZero = this.refcountZero.excluded;
-    // Flag masks per 32-bit word (branch-free tests: (fLo & xLo) | (fHi & xHi)).
-    const headLo = L.headMaskLo | 0;
-    const headHi = L.headMaskHi | 0;
-    const lruLo = lo(L.pgLru);
-    const lruHi = hi(L.pgLru);
-    const swcLo = lo(L.pgSwapcache);
-    const swcHi = hi(L.pgSwapcache);
-    const hasSwb = L.pgSwapbacked !== undefined;
-    const swbLo = lo(L.pgSwapbacked);
-    const swbHi = hi(L.pgSwapbacked);
-    const privLo = lo(L.pgPrivate);
-    const privHi = hi(L.pgPrivate);
-    const slabLo = lo(L.pgSlab);
-    const slabHi = hi(L.pgSlab);
-    const hwpLo = lo(L.pgHwpoison);
-    const hwpHi = hi(L.pgHwpoison);
-    const hasPgBuddy = L.pgBuddy !== undefined;
-    const pgBuddyLo = lo(L.pgBuddy);
-    const pgBuddyHi = hi(L.pgBuddy);
-    const pgHugeLo = lo(L.pgHugetlb);
-    const pgHugeHi = hi(L.pgHugetlb);
-    const hasPgHuge = L.pgHugetlb !== undefined;
-    const buddyType = L.buddyType ?? NO_TYPE;
-    const offlineType = L.offlineType ?? NO_TYPE;
-    const slabType = L.slabType ?? NO_TYPE;
-    const hugetlbType = L.hugetlbType ?? NO_TYPE;
-    const hasHugetlbType = L.hugetlbType !== undefined;
-    const unacceptedType = L.unacceptedType ?? NO_TYPE;
-    const hugetlbDtor = L.hugetlbDtor ?? -1;
-    const maxOrders = L.freeAreaOrders;
-    const coKind = L.compoundOrder.kind;
-    const coOff = L.compoundOrder.kind === 'tail-byte' || L.compoundOrder.kind === 'folio-byte' ? L.compoundOrder.offset : 0;
-    const dtorOff = L.offCompoundDtor ?? -1;
-    const counts = this.counts;
-    const excluded = this.excluded;
-    const maxPfn = this.maxPfn;
+    classifyRun(this.params, words, bytes, this.excluded, this.st, blockPfn, nPages, from, to, this.maxPfn);
+  }
+}
 
-    let skipUntil = this.skipUntil;
-    let cCache = 0;
-    let cPriv = 0;
-    let cUser = 0;
-    let cFree = 0;
-    let cOff = 0;
-    let cHwp = 0;
-    let rzExtra = 0;
-    let rzTail = 0;
-    let rzTyped = 0;
-    let badBuddy = 0;
-    let badCompound = 0;
-
-    let pfn = from > skipUntil ? from : skipUntil;
-    if (to > pfn) this.structPagesRead += to - pfn;
-    for (; pfn < to; pfn++) {
-      if (pfn < skipUntil) {
-        pfn = skipUntil - 1;
-        continue;
-      }
-      const i = pfn - blockPfn;
-      const b = i * W;
-      const fLo = words[b + fF]!;
-      const fHi = words[b + fF + 1]!;
-      const mapcount = words[b + fMC]!;
-      const headWord = words[b + fH]!;
-      const slab = ((fLo & slabLo) | (fHi & slabHi)) !== 0 || mapcount === slabType;
-
-      // 0. compound tails are kept here (tails of excluded heads were excluded with the head).
-      if ((headWord & 1) !== 0) {
-        if (exFree && words[b + fRC] === 0) {
-          rzExtra++;
-          rzTail++;
-          if (mapcount < -1) rzTyped++;
-          if (dropRefZero) {
-            excluded[pfn >>> 3]! |= 1 << (pfn & 7);
-          }
+/**
+ * Run the hot loop once over a small synthetic struct page array (all page kinds, every dump level),
+ * so V8 has optimised it before a crash needs it: the first classification of a small guest is
+ * otherwise dominated by JIT warm-up. Takes a few tens of ms; the plugin calls it after start-up.
+ */
+export function warmUpClassifier(layout: PageLayout, pages = 65536): void {
+  const size = layout.size;
+  const buf = new ArrayBuffer(pages * size);
+  const view = new DataView(buf);
+  const flag = (f: FlagBit | undefined): bigint => (f ? BigInt(f.mask >>> 0) << (f.word === 1 ? 32n : 0n) : 0n);
+  const head = BigInt(layout.headMaskLo >>> 0) | (BigInt(layout.headMaskHi >>> 0) << 32n);
+  const zone = 0x0017ffffc0000000n; // node/zone bits high in flags, as on a real kernel
+  const co = layout.compoundOrder;
+  // Every branch of the hot loop must run here, with realistic magnitudes (int32 values outside the
+  // small-integer range): V8 otherwise optimises for what it saw and deoptimises at the first real page.
+  for (let p = 0; p < pages; p++) {
+    const o = p * size;
+    const kind = p % 32;
+    const set64 = (off: number, v: bigint) => view.setBigUint64(o + off, v, true);
+    const ptr = 0xffff888000000000n | (BigInt(p) << 12n) | 0x40n;
+    set64(layout.offFlags, zone);
+    set64(layout.offMapping, ptr);
+    set64(layout.offCompoundHead, 0xffffea0000000000n | (BigInt(p) << 6n) | 0x8n);
+    set64(layout.offPrivate, 0n);
+    view.setInt32(o + layout.offMapcount, -1, true);
+    view.setInt32(o + layout.offRefcount, 1, true);
+    const tailOf = (headPfn: number, order: number) => {
+      set64(layout.offCompoundHead, 0xffffea0000000000n | (BigInt(headPfn) << 6n) | 1n);
+      view.setInt32(o + layout.offRefcount, 0, true);
+      if (co.kind === 'tail-byte') view.setUint8(o + co.offset, order);
+    };
+    switch (kind) {
+      case 0: // free block, order 0 or 3
+        view.setInt32(o + layout.offMapcount, layout.buddyType ?? -129, true);
+        view.setInt32(o + layout.offRefcount, 0, true);
+        set64(layout.offPrivate, BigInt(p % 64 === 0 ? 3 : 0));
+        break;
+      case 1:
+        set64(layout.offFlags, zone | flag(layout.pgLru));
+        break;
+      case 2:
+        set64(layout.offFlags, zone | flag(layout.pgLru) | flag(layout.pgPrivate));
+        break;
+      case 3:
+        set64(layout.offFlags, zone | flag(layout.pgLru) | flag(layout.pgSwapbacked));
+        set64(layout.offMapping, ptr | 1n);
+        break;
+      case 4:
+        set64(layout.offFlags, zone | flag(layout.pgSlab));
+        break;
+      case 5:
+        set64(layout.offPrivate, ptr);
+        break;
+      case 6:
+        set64(layout.offFlags, zone | flag(layout.pgSwapcache) | flag(layout.pgSwapbacked));
+        break;
+      case 7:
+        set64(layout.offFlags, zone | flag(layout.pgHwpoison));
+        break;
+      case 8: {
+        // compound head, order 0…2: anonymous, hugetlb or file
+        const variant = (p >> 5) % 3;
+        set64(layout.offFlags, zone | head | (variant === 2 ? flag(layout.pgLru) : 0n));
+        set64(layout.offMapping, variant === 0 ? ptr | 1n : ptr);
+        if (variant === 1 && layout.offCompoundDtor !== undefined && layout.hugetlbDtor !== undefined) {
+          view.setUint8(o + layout.offCompoundDtor, layout.hugetlbDtor);
         }
-        continue;
+        break;
       }
-
-      // Compound order / destructor of a head, from its first tail page (makedumpfile's window rule).
-      let order = 0;
-      let dtor = -1;
-      let huge = false;
-      const isHead = ((fLo & headLo) | (fHi & headHi)) !== 0;
-      if (isHead && (pfn & (PGMM_CACHED - 1)) !== PGMM_CACHED - 1 && i + 1 < nPages) {
-        const nb = b + W;
-        if (coKind === 'tail-byte') order = bytes[(i + 1) * size + coOff]!;
-        else if (coKind === 'folio-byte') order = bytes[i * size + coOff]!;
-        else if (coKind === 'tail-flags-byte') order = words[nb + fF]! & 0xff;
-        if (dtorOff >= 0) dtor = bytes[i * size + dtorOff]!;
-        if (hasHugetlbType) huge = mapcount === hugetlbType;
-        else if (hasPgHuge) huge = ((words[nb + fF]! & pgHugeLo) | (words[nb + fF + 1]! & pgHugeHi)) !== 0;
-        else huge = dtor === hugetlbDtor;
-        if (order >= 64 || pfn % 2 ** order !== 0) {
-          badCompound++;
-          order = 0;
-        }
-      } else if (isHead && hasHugetlbType) {
-        huge = mapcount === hugetlbType;
-      }
-
-      let nr = order === 0 ? 1 : 2 ** order;
-      let cls = 0; // 1 free 2 cache 3 privateCache 4 user 5 hwpoison 6 offline
-      if (exFree) {
-        const buddy = hasPgBuddy ? ((fLo & pgBuddyLo) | (fHi & pgBuddyHi)) !== 0 : !slab && mapcount === buddyType;
-        if (buddy) {
-          const pLo = words[b + fP]! >>> 0;
-          if (words[b + fP + 1] !== 0 || pLo >= maxOrders) badBuddy++;
-          else {
-            nr = 2 ** pLo;
-            cls = 1;
-          }
-        } else if (mapcount === unacceptedType) {
-          nr = 2 ** (maxOrders - 1);
-          cls = 1;
-        }
-      }
-      if (cls === 0 && exAnyCache) {
-        const cache =
-          ((fLo & lruLo) | (fHi & lruHi)) !== 0 ||
-          (((fLo & swcLo) | (fHi & swcHi)) !== 0 && (!hasSwb || ((fLo & swbLo) | (fHi & swbHi)) !== 0));
-        const anon = (words[b + fM]! & 1) !== 0 && !slab;
-        const priv = ((fLo & privLo) | (fHi & privHi)) !== 0;
-        if (exCache && cache && !priv && !anon) cls = 2;
-        else if (exCachePri && cache && !anon) cls = priv ? 3 : 2;
-        else if (exUser && (anon || huge)) cls = 4;
-      }
-      if (cls === 0) {
-        if (((fLo & hwpLo) | (fHi & hwpHi)) !== 0) cls = 5;
-        else if (!slab && mapcount === offlineType) cls = 6;
-        else {
-          if (exFree && words[b + fRC] === 0) {
-            rzExtra++;
-            if (mapcount < -1) rzTyped++;
-            if (dropRefZero) {
-              excluded[pfn >>> 3]! |= 1 << (pfn & 7);
-            }
-          }
-          continue;
-        }
-      }
-      // Exclude [pfn, pfn + nr), clipped to maxPfn.
-      let n = 1;
-      if (nr === 1) {
-        excluded[pfn >>> 3]! |= 1 << (pfn & 7);
-      } else {
-        const e = pfn + nr < maxPfn ? pfn + nr : maxPfn;
-        n = e - pfn;
-        setBits(excluded, pfn, e);
-        if (e > skipUntil) skipUntil = e;
-        pfn = e - 1;
-      }
-      if (cls === 1) cFree += n;
-      else if (cls === 2) cCache += n;
-      else if (cls === 3) cPriv += n;
-      else if (cls === 4) cUser += n;
-      else if (cls === 5) cHwp += n;
-      else cOff += n;
+      case 9:
+        tailOf(p - 1, (p >> 5) % 3);
+        break;
+      case 10:
+        view.setInt32(o + layout.offMapcount, layout.offlineType ?? -257, true);
+        break;
+      case 11:
+        view.setInt32(o + layout.offMapcount, -513, true);
+        view.setInt32(o + layout.offRefcount, 0, true);
+        break;
+      case 12: // an impossible buddy order
+        view.setInt32(o + layout.offMapcount, layout.buddyType ?? -129, true);
+        set64(layout.offPrivate, 40n);
+        break;
+      case 13: // a misaligned compound head
+        set64(layout.offFlags, zone | head);
+        break;
+      case 14:
+        tailOf(p - 1, 2);
+        break;
+      case 15:
+        view.setInt32(o + layout.offRefcount, 0, true);
+        break;
+      case 18: // free blocks of order 1 and 2 that start off a byte boundary of the bitmap
+      case 20:
+        view.setInt32(o + layout.offMapcount, layout.buddyType ?? -129, true);
+        view.setInt32(o + layout.offRefcount, 0, true);
+        set64(layout.offPrivate, kind === 18 ? 1n : 2n);
+        break;
+      default:
+        break;
     }
-    this.skipUntil = skipUntil;
-    counts.cache += cCache;
-    counts.privateCache += cPriv;
-    counts.user += cUser;
-    counts.free += cFree;
-    counts.offline += cOff;
-    counts.hwpoison += cHwp;
-    this.refcountZero.extraPages += rzExtra;
-    this.refcountZero.tailPages += rzTail;
-    this.refcountZero.typedPages += rzTyped;
-    this.anomalies.badBuddyOrder += badBuddy;
-    this.anomalies.badCompoundOrder += badCompound;
+  }
+  const words = new Int32Array(buf);
+  const bytes = new Uint8Array(buf);
+  // Several calls over blocks (as classifyPages makes them), every level kind and both rules.
+  const block = 8192;
+  for (let round = 0; round < 3; round++) {
+    for (const level of [31, 16, 2, 4, 8, 0]) {
+      for (const rule of ['buddy', 'refcount-zero'] as const) {
+        const c = new Classifier(layout, pages, level, rule);
+        for (let b = 0; b < pages; b += block) c.classifyBlock(words, bytes, 0, pages, b, Math.min(pages, b + block));
+      }
+    }
   }
 }
 

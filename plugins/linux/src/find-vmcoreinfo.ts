@@ -4,11 +4,11 @@
  *      qemu_fw_cfg; makedumpfile and kdump vmcores always carry it),
  *   2. text the user gives (a file, e.g. makedumpfile -g output or /sys/kernel/vmcoreinfo's note),
  *   3. a scan of guest RAM for the text. The kernel keeps it twice: in `vmcoreinfo_data` (a zeroed page,
- *      text at offset 0) and in `vmcoreinfo_note` (an ELF note: 12-byte header, "VMCOREINFO\0" padded to
- *      12, then the text). The scan reads RAM in large blocks, looks for `OSRELEASE=` at the start of a
- *      page or after a NUL (both copies qualify), parses each hit up to its NUL, and stops at the first
- *      one that parses and passes `validate` (by default the caller checks it against the page tables:
- *      see LinuxKernel.open). The total scanned is capped.
+ *      text at offset 0) and in `vmcoreinfo_note` (a page-aligned ELF note: 12-byte header,
+ *      "VMCOREINFO\0" padded to 12, then the text at offset 24). The scan reads RAM in large blocks
+ *      (the start of each range first, see scanOrder), looks for `OSRELEASE=` at page offsets 0 and 24,
+ *      parses each hit up to its NUL, and stops at the first one that parses and passes `validate`
+ *      (LinuxKernel.open checks it against the page tables and init_uts_ns). The total is capped.
  * Whatever the source, the result's `info.toNote()` is the VMCOREINFO note our dump carries.
  */
 import * as fs from 'node:fs';
@@ -116,7 +116,70 @@ export async function findVmcoreinfo(source: MemorySource, opts: FindVmcoreinfoO
 }
 
 /**
- * Scan guest RAM for VMCOREINFO text. Returns undefined when none passes (reasons appended to
+ * Read a block; when the source cannot give all of it (a kdump file's excluded pages are
+ * VCV_ERR_PAGE_NOT_DUMPED), read it page by page and leave unreadable pages zero.
+ */
+async function readSkippingHoles(source: MemorySource, pos: number, buf: Buffer, len: number): Promise<void> {
+  try {
+    await source.read(pos, buf, 0, len);
+    return;
+  } catch (e) {
+    if (!(e instanceof VcvError) || (e.code !== 'VCV_ERR_PAGE_NOT_DUMPED' && e.code !== 'VCV_ERR_MEMORY_RANGE')) throw e;
+  }
+  for (let off = 0; off < len; off += PAGE) {
+    try {
+      source.readSync(pos + off, buf, off, Math.min(PAGE, len - off));
+    } catch (e) {
+      if (!(e instanceof VcvError)) throw e;
+      buf.fill(0, off, Math.min(off + PAGE, len));
+    }
+  }
+}
+
+/** Read up to `max` bytes at gpa, stopping before the first unreadable page; returns the length read. */
+function readCandidate(source: MemorySource, gpa: number, out: Buffer, max: number): number {
+  try {
+    source.readSync(gpa, out, 0, max);
+    return max;
+  } catch (e) {
+    if (!(e instanceof VcvError)) throw e;
+  }
+  let done = 0;
+  while (done < max) {
+    const n = Math.min(max - done, PAGE - ((gpa + done) % PAGE));
+    try {
+      source.readSync(gpa + done, out, done, n);
+    } catch (e) {
+      if (!(e instanceof VcvError)) throw e;
+      break;
+    }
+    done += n;
+  }
+  return done;
+}
+
+/** Bytes at the start of each RAM range scanned before the rest (see scanOrder). */
+export const SCAN_PRIORITY_WINDOW = 64 * 1024 * 1024;
+
+/**
+ * The order RAM is scanned in: first the start of every range, then the rest in address order.
+ * The kernel allocates both copies with GFP_KERNEL early at boot (crash_save_vmcoreinfo_init, a
+ * subsys_initcall), when the buddy allocator still hands out the low end of the highest zone: on the
+ * test guests they sit ~18 MiB into RAM (≤ 3.5 GiB guests, ZONE_DMA32) or ~9 MiB above 4 GiB (larger
+ * pc guests, ZONE_NORMAL starts at the 4 GiB range).
+ */
+export function scanOrder(ranges: readonly { start: number; end: number }[], window = SCAN_PRIORITY_WINDOW): { start: number; end: number }[] {
+  const first = ranges.map((r) => ({ start: r.start, end: Math.min(r.end, r.start + window) }));
+  const rest = ranges.filter((r) => r.end > r.start + window).map((r) => ({ start: r.start + window, end: r.end }));
+  return [...first, ...rest];
+}
+
+/** Page offsets where the kernel's copies start: vmcoreinfo_data (a page) and vmcoreinfo_note (12-byte header + "VMCOREINFO\0" padded to 12). */
+export const CANDIDATE_OFFSETS = [0, 24] as const;
+
+/**
+ * Scan guest RAM for VMCOREINFO text: at page offsets 0 and 24 of every page (where the kernel's
+ * two copies start), in `scanOrder`. Returns undefined when none passes (reasons appended to
  * `rejected`).
  */
 export async function scanForVmcoreinfo(
@@ -125,52 +188,54 @@ export async function scanForVmcoreinfo(
   rejected: string[] = [],
   onError?: (e: VcvError) => void,
 ): Promise<FoundVmcoreinfo | undefined> {
-  const blockBytes = Math.max(64 * 1024, Math.min(opts.blockBytes ?? 8 * 1024 * 1024, 256 * 1024 * 1024));
+  const blockBytes = Math.max(64 * 1024, Math.floor(Math.min(opts.blockBytes ?? 8 * 1024 * 1024, 256 * 1024 * 1024) / PAGE) * PAGE);
   const maxScan = opts.maxScanBytes ?? 16 * 1024 * 1024 * 1024;
   const maxCandidates = opts.maxCandidates ?? 64;
-  const overlap = NEEDLE.length - 1;
-  const buf = Buffer.allocUnsafeSlow(blockBytes + overlap);
+  const buf = Buffer.allocUnsafeSlow(blockBytes);
   const cand = Buffer.allocUnsafeSlow(MAX_VMCOREINFO_BYTES);
+  const n0 = NEEDLE[0]!;
   let scanned = 0;
   let candidates = 0;
-  for (const r of source.ranges) {
-    for (let pos = r.start; pos < r.end; ) {
+  for (const w of scanOrder(source.ranges)) {
+    // Whole pages only (ranges are page aligned).
+    for (let pos = w.start; pos < w.end; ) {
       if (opts.signal?.aborted) throw new VcvError('VCV_ERR_ABORTED', 'VMCOREINFO scan cancelled', {});
       if (scanned >= maxScan) {
         rejected.push(`scan: stopped after ${scanned} bytes (limit ${maxScan})`);
         return undefined;
       }
-      const len = Math.min(blockBytes + overlap, r.end - pos, maxScan - scanned + overlap);
-      await source.read(pos, buf, 0, len);
-      scanned += Math.min(len, blockBytes);
-      const view = buf.subarray(0, len);
-      for (let at = view.indexOf(NEEDLE); at >= 0; at = view.indexOf(NEEDLE, at + 1)) {
-        if (at >= blockBytes) break; // in the overlap: the next block sees it
-        const gpa = pos + at;
-        // Only the start of a page, or right after a NUL (the note's padded name), can start the text.
-        if (gpa % PAGE !== 0 && (at === 0 || view[at - 1] !== 0)) continue;
-        if (++candidates > maxCandidates) {
-          rejected.push(`scan: more than ${maxCandidates} candidates, giving up`);
-          return undefined;
-        }
-        const clen = Math.min(cand.length, r.end - gpa);
-        source.readSync(gpa, cand, 0, clen);
-        const nul = cand.subarray(0, clen).indexOf(0);
-        if (nul < 0) {
-          rejected.push(`scan at 0x${gpa.toString(16)}: text does not end within ${clen} bytes`);
-          continue;
-        }
-        try {
-          const info = Vmcoreinfo.parse(cand.subarray(0, nul), { origin: `RAM at 0x${gpa.toString(16)}` });
-          accept(info, opts.validate);
-          return { info, origin: 'scan', gpa, scannedBytes: scanned, rejected };
-        } catch (e) {
-          if (!(e instanceof VcvError)) throw e;
-          onError?.(e);
-          rejected.push(`scan at 0x${gpa.toString(16)}: ${reason(e)}`);
+      const len = Math.min(blockBytes, w.end - pos, Math.ceil((maxScan - scanned) / PAGE) * PAGE);
+      await readSkippingHoles(source, pos, buf, len);
+      scanned += len;
+      for (let page = 0; page < len; page += PAGE) {
+        for (const off of CANDIDATE_OFFSETS) {
+          const at = page + off;
+          if (buf[at] !== n0 || at + NEEDLE.length > len || buf.compare(NEEDLE, 0, NEEDLE.length, at, at + NEEDLE.length) !== 0) continue;
+          if (off !== 0 && buf[at - 1] !== 0) continue;
+          const gpa = pos + at;
+          if (++candidates > maxCandidates) {
+            rejected.push(`scan: more than ${maxCandidates} candidates, giving up`);
+            return undefined;
+          }
+          const range = source.ranges.find((r) => gpa >= r.start && gpa < r.end)!;
+          const clen = readCandidate(source, gpa, cand, Math.min(cand.length, range.end - gpa));
+          const nul = cand.subarray(0, clen).indexOf(0);
+          if (nul < 0) {
+            rejected.push(`scan at 0x${gpa.toString(16)}: text does not end within ${clen} bytes`);
+            continue;
+          }
+          try {
+            const info = Vmcoreinfo.parse(cand.subarray(0, nul), { origin: `RAM at 0x${gpa.toString(16)}` });
+            accept(info, opts.validate);
+            return { info, origin: 'scan', gpa, scannedBytes: scanned, rejected };
+          } catch (e) {
+            if (!(e instanceof VcvError)) throw e;
+            onError?.(e);
+            rejected.push(`scan at 0x${gpa.toString(16)}: ${reason(e)}`);
+          }
         }
       }
-      pos += Math.min(blockBytes, r.end - pos);
+      pos += len;
     }
   }
   return undefined;

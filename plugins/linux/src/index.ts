@@ -10,5 +10,5 @@ export * from './utsname.js';
 export * from './kernel.js';
 export { LeReader, hex } from './reader.js';
 export * from './synth/index.js';
-export { default, linuxOnCrash, linuxSelectPages, checkPlausible, optionsSchema, PLUGIN_NAME } from './plugin.js';
+export { default, linuxOnCrash, linuxSelectPages, checkPlausible, optionsSchema, warmUp, PLUGIN_NAME } from './plugin.js';
 export type { LinuxPluginOptions, LinuxSessionState, LinuxSessionLike } from './plugin.js';

@@ -14,7 +14,10 @@
  */
 import { STAGE, type CrashSession, type PageSet, type Vicover, type VicoverPlugin } from '@vicover/core';
 import { VcvError, isVcvError } from '@vicover/errors';
-import { applyExclusions, type ClassifyResult, type FreeRule } from './classify.js';
+import { applyExclusions, warmUpClassifier, type ClassifyResult, type FreeRule } from './classify.js';
+import { pageLayoutFromVmcoreinfo } from './page-layout.js';
+import { LINUX_6_1_LAYOUT } from './synth/kernel.js';
+import { Vmcoreinfo, formatVmcoreinfo } from './vmcoreinfo.js';
 import { LinuxKernel } from './kernel.js';
 import { findPanicLine, lastLines } from './printk.js';
 
@@ -37,6 +40,8 @@ export interface LinuxPluginOptions {
   readonly maxFreeFraction: number;
   /** Give up (full dump) when struct pages show more than this many impossible values. */
   readonly maxAnomalies: number;
+  /** Optimise the classifier's hot loop right after start-up (so the first crash does not pay for JIT). */
+  readonly warmUp: boolean;
 }
 
 export const optionsSchema = {
@@ -70,6 +75,11 @@ export const optionsSchema = {
       default: 0,
       description: 'Fall back to a full dump when struct pages hold more impossible values (bad buddy or compound orders) than this.',
     },
+    warmUp: {
+      type: 'boolean',
+      default: true,
+      description: "Run the page classifier once on synthetic data after start-up, so the first crash does not pay for V8's JIT warm-up.",
+    },
   },
 } as const;
 
@@ -81,7 +91,14 @@ const DEFAULTS: LinuxPluginOptions = {
   triage: true,
   maxFreeFraction: 0.98,
   maxAnomalies: 0,
+  warmUp: true,
 };
+
+/** Warm the classifier up with Linux 6.1's struct page layout (offsets are read per run, so any layout benefits). */
+export function warmUp(): void {
+  const info = Vmcoreinfo.parse(formatVmcoreinfo([['OSRELEASE', '6.1.0'], ['PAGESIZE', '4096'], ...LINUX_6_1_LAYOUT]), { origin: 'warm-up' });
+  warmUpClassifier(pageLayoutFromVmcoreinfo(info));
+}
 
 /** What the plugin keeps per session (`session.data.get('linux')`). */
 export interface LinuxSessionState {
@@ -280,6 +297,15 @@ const plugin: VicoverPlugin<Partial<LinuxPluginOptions>> = {
     const opts = { ...DEFAULTS, ...options };
     core.hooks.onCrash.tapPromise({ name: PLUGIN_NAME, stage: STAGE.TRIAGE }, (session) => linuxOnCrash(session, opts));
     core.hooks.selectPages.tapPromise({ name: PLUGIN_NAME, stage: STAGE.FILTER }, (pages, session) => linuxSelectPages(pages, session, opts));
+    if (opts.warmUp) {
+      setTimeout(() => {
+        try {
+          warmUp();
+        } catch (e) {
+          core.logger(PLUGIN_NAME).debug({ err: (e as Error).message }, 'classifier warm-up failed');
+        }
+      }, 0).unref();
+    }
   },
 };
 

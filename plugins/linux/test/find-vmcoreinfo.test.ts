@@ -73,18 +73,50 @@ describe('finding VMCOREINFO', () => {
     expect((e as Error).message).toMatch(/stopped after/);
   });
 
-  it('finds text that straddles two scan blocks', async () => {
+  it('finds text that straddles two scan blocks, at page offset 0 or 24 only', async () => {
     const k = buildSyntheticKernel({ ramBytes: 64 * MiB, vmcoreinfoInRam: false });
     // Page aligned at 1 MiB − 4 KiB with a 1 MiB block: the text crosses the block boundary.
     const gpa = 1 * MiB - 4096;
     k.mem.write(gpa, Buffer.from(k.info.text + '\0', 'latin1'));
     const found = await findVmcoreinfo(k.mem, { blockBytes: 1 * MiB });
     expect(found.gpa).toBe(gpa);
-    // And the needle itself cut by the boundary.
+    // A note-style copy at page offset 24 (after the NUL-padded name) is found too …
     const k2 = buildSyntheticKernel({ ramBytes: 64 * MiB, vmcoreinfoInRam: false });
-    const gpa2 = 1 * MiB - 4; // after a NUL, not page aligned
-    k2.mem.write(gpa2 - 1, Buffer.from('\0' + k2.info.text + '\0', 'latin1'));
-    expect((await findVmcoreinfo(k2.mem, { blockBytes: 1 * MiB })).gpa).toBe(gpa2);
+    k2.mem.write(2 * MiB + 23, Buffer.from('\0' + k2.info.text + '\0', 'latin1'));
+    expect((await findVmcoreinfo(k2.mem, { blockBytes: 1 * MiB })).gpa).toBe(2 * MiB + 24);
+    // … but text anywhere else is not where the kernel puts it.
+    const k3 = buildSyntheticKernel({ ramBytes: 64 * MiB, vmcoreinfoInRam: false });
+    k3.mem.write(2 * MiB + 99, Buffer.from('\0' + k3.info.text + '\0', 'latin1'));
+    await expect(findVmcoreinfo(k3.mem, { blockBytes: 1 * MiB })).rejects.toMatchObject({ code: 'VCV_ERR_VMCOREINFO_NOT_FOUND' });
+  });
+
+  it('scans the start of every range first', async () => {
+    const { scanOrder } = await import('../src/find-vmcoreinfo.js');
+    const G = 1024 * MiB;
+    expect(scanOrder([{ start: 0, end: 3 * G }, { start: 4 * G, end: 5 * G }], 64 * MiB)).toEqual([
+      { start: 0, end: 64 * MiB },
+      { start: 4 * G, end: 4 * G + 64 * MiB },
+      { start: 64 * MiB, end: 3 * G },
+      { start: 4 * G + 64 * MiB, end: 5 * G },
+    ]);
+    expect(scanOrder([{ start: 0, end: 32 * MiB }], 64 * MiB)).toEqual([{ start: 0, end: 32 * MiB }]);
+  });
+
+  it('scans around pages the source cannot give (a kdump file’s excluded pages)', async () => {
+    const { VcvError } = await import('@vicover/errors');
+    const k = buildSyntheticKernel({ ramBytes: 64 * MiB });
+    const holes = new Set([0x200, 0x201, 0x999]); // pfns that read as "not dumped"
+    const mem = k.mem;
+    const src = Object.create(mem) as typeof mem;
+    src.readSync = (gpa: number, b: Uint8Array, o: number, l: number) => {
+      for (let p = Math.floor(gpa / 4096); p * 4096 < gpa + l; p++) {
+        if (holes.has(p)) throw new VcvError('VCV_ERR_PAGE_NOT_DUMPED', `pfn ${p} excluded`, {});
+      }
+      mem.readSync(gpa, b, o, l);
+    };
+    src.read = async (gpa: number, b: Uint8Array, o: number, l: number) => src.readSync(gpa, b, o, l);
+    const found = await findVmcoreinfo(src);
+    expect(found.info.text).toBe(k.info.text);
   });
 
   it('a given VMCOREINFO that does not fit the memory is refused', async () => {

@@ -1,44 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { Bitmap } from '@vicover/dumpfmt';
-import type { ElfNote, MemorySource, PageSet } from '@vicover/core';
-import plugin, { linuxOnCrash, linuxSelectPages, type LinuxSessionLike, type LinuxPluginOptions } from '../src/plugin.js';
+import plugin, { linuxOnCrash, linuxSelectPages, type LinuxPluginOptions } from '../src/plugin.js';
+import { fakeSession, fullPageSet } from './helpers.js';
 import { buildSyntheticKernel, type SyntheticKernel } from '../src/synth/index.js';
 
 const MiB = 1024 * 1024;
-
-export interface FakeSession {
-  session: LinuxSessionLike;
-  warnings: { code: string; message: string; plugin?: string }[];
-  notes: ElfNote[];
-  triage: Record<string, unknown> | undefined;
-}
-
-/** The parts of a CrashSession the plugin uses, recorded for assertions. */
-export function fakeSession(memory: MemorySource): FakeSession {
-  const out: FakeSession = { session: undefined as never, warnings: [], notes: [], triage: undefined };
-  const log = { info() {}, warn() {}, debug() {}, error() {}, child() { return log; } };
-  out.session = {
-    memory,
-    data: new Map(),
-    addNote: (n: ElfNote) => out.notes.push(n),
-    dumpInfo: { utsname: { machine: 'x86_64' }, physBase: 0n },
-    setTriage: (t: Record<string, unknown>) => (out.triage = t),
-    warn: (code: string, message: string, p?: string) => out.warnings.push({ code, message, ...(p ? { plugin: p } : {}) }),
-    log,
-    signal: new AbortController().signal,
-  } as unknown as LinuxSessionLike;
-  return out;
-}
-
-export function fullPageSet(memory: MemorySource, dumpLevel = 31): PageSet {
-  const ram = new Bitmap(memory.maxPfn);
-  const dump = new Bitmap(memory.maxPfn);
-  for (const r of memory.ranges) {
-    ram.setRange(r.start / 4096, r.end / 4096);
-    dump.setRange(r.start / 4096, r.end / 4096);
-  }
-  return { maxPfn: memory.maxPfn, ram, dump, excluded: { zero: 0, cache: 0, privateCache: 0, user: 0, free: 0, offline: 0 }, excludeZero: true, dumpLevel, notes: {} };
-}
 
 function guest(): SyntheticKernel {
   const k = buildSyntheticKernel({ ramBytes: 128 * MiB, physBase: 0x4000000n, kernelOffset: -0x800000n + 0x1000000n });
