@@ -8,7 +8,7 @@ import { isFlatSignature } from './kdump/flat.js';
 import { DISKDUMP_SIGNATURE, KDUMP_SIGNATURE } from './kdump/header.js';
 import { KdumpReader } from './kdump/reader.js';
 import { FileSource, FlatSource, readExact } from './source.js';
-import type { DumpReader } from './types-reader.js';
+import type { DumpReader, ReaderOptions } from './types-reader.js';
 
 export type DetectedFormat = 'kdump' | 'kdump-flattened' | 'elf' | 'unknown';
 
@@ -39,24 +39,24 @@ export async function detectFormat(path: string): Promise<DetectedFormat> {
  * Open any dump Vicover reads: kdump-compressed (seekable or flattened) or ELF (also flattened, as
  * `makedumpfile -F -E` writes). Unknown files give VCV_ERR_FORMAT_UNKNOWN.
  */
-export async function openDump(path: string): Promise<DumpReader> {
-  return openDumpSync(path);
+export async function openDump(path: string, opts: ReaderOptions = {}): Promise<DumpReader> {
+  return openDumpSync(path, opts);
 }
 
-export function openDumpSync(path: string): DumpReader {
+export function openDumpSync(path: string, opts: ReaderOptions = {}): DumpReader {
   const src = FileSource.open(path);
   try {
     const kind = classify(readExact(src, 0, Math.min(16, src.size), 'file signature'));
     switch (kind) {
       case 'kdump':
-        return KdumpReader.fromSource(path, src, false);
+        return KdumpReader.fromSource(path, src, false, opts);
       case 'elf':
-        return ElfCoreReader.fromSource(path, src);
+        return ElfCoreReader.fromSource(path, src, opts);
       case 'kdump-flattened': {
         const flat = FlatSource.open(src);
         const inner = classify(readExact(flat, 0, Math.min(16, flat.size), 'flattened payload signature'));
-        if (inner === 'elf') return ElfCoreReader.fromSource(path, flat);
-        if (inner === 'kdump') return KdumpReader.fromSource(path, flat, true);
+        if (inner === 'elf') return ElfCoreReader.fromSource(path, flat, opts);
+        if (inner === 'kdump') return KdumpReader.fromSource(path, flat, true, opts);
         throw new VcvError('VCV_ERR_FORMAT_UNKNOWN', `${path}: flattened file whose payload is neither kdump nor ELF`, { file: path });
       }
       default:

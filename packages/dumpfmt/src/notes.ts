@@ -82,6 +82,26 @@ export function parseNotes(buf: Buffer, base = 0, file?: string): ElfNote[] {
   return out;
 }
 
+/**
+ * Like parseNotes, but a damaged note ends the list instead of failing: returns the notes before it
+ * and the error (for readers that keep going and report a warning).
+ */
+export function parseNotesLenient(buf: Buffer, base = 0, file?: string): { notes: ElfNote[]; error?: Error } {
+  try {
+    return { notes: parseNotes(buf, base, file) };
+  } catch (e) {
+    // parse again up to the failing offset
+    const at = ((e as { details?: { offset?: number } }).details?.offset ?? base) - base;
+    let notes: ElfNote[] = [];
+    try {
+      notes = at > 0 ? parseNotes(buf.subarray(0, at), base, file) : [];
+    } catch {
+      notes = [];
+    }
+    return { notes, error: e as Error };
+  }
+}
+
 export function vmcoreinfoNote(text: string): ElfNote {
   return { name: VMCOREINFO_NOTE_NAME, type: NT_VMCOREINFO, desc: Buffer.from(text, 'utf8') };
 }

@@ -65,6 +65,22 @@ describe.each(cases)('kdump %s, excludeZero=%s', (compression, excludeZero) => {
     expect(r.physBase).toBe(0x1000000n);
     expect(expectPagesMatch(r, dumped())).toBe(dump.count());
     expect(r.lostPages().count()).toBe(0);
+    const st = r.stats();
+    let zeros = 0;
+    for (const p of dumped()) if (image.subarray(p * PS, (p + 1) * PS).every((b) => b === 0)) zeros++;
+    expect(st.dumpable).toBe(dump.count());
+    expect(st.lost).toBe(0);
+    expect(st.zero + st.raw + st.compressed).toBe(dump.count());
+    if (excludeZero) expect(st.zero).toBe(zeros);
+    if (compression === 'none') expect(st.compressed).toBe(0);
+    else expect(st.compressed).toBeGreaterThan(0);
+    expect(r.warnings).toEqual([]);
+    let n = 0;
+    for (const [pfn, page] of r.dumpedPages()) {
+      expect(page.equals(image.subarray(pfn * PS, (pfn + 1) * PS))).toBe(true);
+      n++;
+    }
+    expect(n).toBe(dump.count());
     // excluded and hole pages
     const excluded = ram.clone().andNot(dump).nextSet(0);
     expect(() => r.readPage(excluded)).toThrow(expect.objectContaining({ code: 'VCV_ERR_PAGE_NOT_DUMPED' }));
@@ -105,13 +121,32 @@ describe.each(cases)('kdump %s, excludeZero=%s', (compression, excludeZero) => {
   it('openDump gives the same pages', async () => {
     const r = await openDump(path);
     expect(r.format).toBe('kdump');
-    expect(r.pageCount).toBe(dump.count());
+    expect(r.pages).toBe(dump.count());
     expect(expectPagesMatch(r, [...dumped()].slice(0, 200))).toBe(200);
     r.close();
   });
 });
 
 describe('kdump edge cases', () => {
+  it('damaged notes are a warning (strict: an error); the pages stay readable', async () => {
+    const path = join(dir, 'badnotes.kdump');
+    const w = await writeKdump(path, image, { compression: 'zlib', excludeZero: true, ram, dump });
+    await w.finish();
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const b = readFileSync(path);
+    // second note's descsz → huge
+    const off = 4096 + 104;
+    const first = 12 + 8 + b.readUInt32LE(off + 4);
+    b.writeUInt32LE(0x7fffffff, off + first + 4);
+    writeFileSync(path, b);
+    const r = await KdumpReader.open(path);
+    expect(r.notes.length).toBe(1);
+    expect(r.warnings[0]).toMatch(/notes are damaged after 1 note/);
+    expect(r.readPage(dump.nextSet(0)).length).toBe(PS);
+    r.close();
+    await expect(KdumpReader.open(path, { strict: true })).rejects.toMatchObject({ code: 'VCV_ERR_FORMAT_INVALID' });
+  });
+
   it('an empty page set still makes a valid file', async () => {
     const path = join(dir, 'empty.kdump');
     const none = ram.clone().clearRange(0, MAXPFN);
@@ -119,7 +154,7 @@ describe('kdump edge cases', () => {
     const s = await w.finish();
     expect(s.complete).toBe(true);
     const r = await KdumpReader.open(path);
-    expect(r.pageCount).toBe(0);
+    expect(r.pages).toBe(0);
     r.close();
   });
 

@@ -14,7 +14,8 @@
  *   First byte > 17: a literal run of (byte − 17) bytes.
  */
 
-const D_BITS = 14;
+/** 4096 hash slots: plenty for one 4 KiB page (liblzo's 16384 are for 48 KiB blocks) and a quarter of the per-page reset. */
+const D_BITS = 12;
 const D_SIZE = 1 << D_BITS;
 const M2_MAX_LEN = 8;
 const M2_MAX_OFFSET = 0x0800;
@@ -149,8 +150,15 @@ function emitLiterals(src: Uint8Array, from: number, t: number, dst: Uint8Array,
     }
     dst[op++] = tt;
   }
-  dst.set(src.subarray(from, from + t), op);
+  copyBytes(src, from, t, dst, op);
   return op + t;
+}
+
+/** memcpy that avoids creating a view for short copies. */
+export function copyBytes(src: Uint8Array, from: number, n: number, dst: Uint8Array, to: number): void {
+  if (n < 32) {
+    for (let i = 0; i < n; i++) dst[to + i] = src[from + i]!;
+  } else dst.set(src.subarray(from, from + n), to);
 }
 
 /**

@@ -116,7 +116,9 @@ function emitLiteral(src: Uint8Array, from: number, len: number, dst: Uint8Array
       x >>>= 8;
     }
   }
-  dst.set(src.subarray(from, from + len), op);
+  if (len < 32) {
+    for (let i = 0; i < len; i++) dst[op + i] = src[from + i]!;
+  } else dst.set(src.subarray(from, from + len), op);
   return op + len;
 }
 

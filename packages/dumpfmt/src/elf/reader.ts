@@ -8,9 +8,9 @@
  */
 import { VcvError } from '@vicover/errors';
 import { invalid, truncated, unsupported } from '../errors.js';
-import { findVmcoreinfo, MAX_NOTES_SIZE, parseNotes, type ElfNote } from '../notes.js';
+import { findVmcoreinfo, MAX_NOTES_SIZE, parseNotesLenient, type ElfNote } from '../notes.js';
 import { FileSource, readExact, type ByteSource } from '../source.js';
-import type { DumpReader } from '../types-reader.js';
+import { iterateDumpedPages, type DumpReader, type ReaderOptions } from '../types-reader.js';
 import {
   decodeEhdr,
   decodePhdr,
@@ -59,7 +59,7 @@ export class ElfCoreReader implements DumpReader {
   /** Loads sorted by paddr, as numbers, for lookups. */
   private readonly byAddr: { start: number; fileEnd: number; end: number; offset: number }[];
 
-  private constructor(readonly path: string, private readonly src: ByteSource) {
+  private constructor(readonly path: string, private readonly src: ByteSource, opts: ReaderOptions = {}) {
     const file = path;
     const N = src.size;
     const magic = readExact(src, 0, Math.min(4, N), 'ELF header');
@@ -103,11 +103,13 @@ export class ElfCoreReader implements DumpReader {
       this.phdrs.push(p);
       const at = phoff + i * PHDR_SIZE;
       if (p.type === PT_NOTE) {
-        if (p.offset > MAX_SAFE || p.filesz > BigInt(MAX_NOTES_SIZE)) throw invalid(`PT_NOTE ${i}: offset ${p.offset}, size ${p.filesz} out of range`, { file, offset: at });
+        if (p.offset > MAX_SAFE || p.filesz > BigInt(MAX_NOTES_SIZE) || noteTotal + Number(p.filesz) > MAX_NOTES_SIZE) {
+          this.warnings.push(`PT_NOTE ${i}: offset ${p.offset}, size ${p.filesz} out of range; ignored`);
+          continue;
+        }
         const off = Number(p.offset);
         const size = Number(p.filesz);
         noteTotal += size;
-        if (noteTotal > MAX_NOTES_SIZE) throw invalid('PT_NOTE segments are larger than 64 MiB in total', { file, offset: at });
         if (off + size > N) throw truncated(`PT_NOTE ${i}`, { file, offset: off, need: size, size: N });
         noteBlobs.push({ off, buf: readExact(src, off, size, 'PT_NOTE') });
       } else if (p.type === PT_LOAD) {
@@ -122,7 +124,14 @@ export class ElfCoreReader implements DumpReader {
     }
     this.truncated = trunc;
     if (trunc) this.warnings.push('some PT_LOAD data lies past the end of the file (cut short)');
-    this.notes = noteBlobs.flatMap((b) => parseNotes(b.buf, b.off, file));
+    this.notes = [];
+    for (const b of noteBlobs) {
+      const res = parseNotesLenient(b.buf, b.off, file);
+      this.notes.push(...res.notes);
+      if (res.error) this.warnings.push(`PT_NOTE at ${b.off} is damaged after ${res.notes.length} note(s): ${res.error.message}`);
+    }
+    if (eh.machine !== 62) this.warnings.push(`e_machine is ${eh.machine}, not EM_X86_64 (62)`);
+    if (eh.ehsize !== EHDR_SIZE) this.warnings.push(`e_ehsize is ${eh.ehsize}, not 64 (QEMU 7.2 writes a wrong one); ignored`);
     this.vmcoreinfo = findVmcoreinfo(this.notes);
     this.incomplete = (eh.flags & ELF_DUMP_INCOMPLETE) !== 0;
     this.byAddr = this.loads
@@ -132,16 +141,17 @@ export class ElfCoreReader implements DumpReader {
     let maxEnd = 0;
     for (const s of this.byAddr) maxEnd = Math.max(maxEnd, s.end);
     this.maxPfn = Math.ceil(maxEnd / PAGE_SIZE);
+    if (opts.strict && this.warnings.length) throw invalid(`${this.warnings[0]} (strict mode)`, { file, warnings: this.warnings });
   }
 
-  static async open(path: string): Promise<ElfCoreReader> {
-    return ElfCoreReader.openSync(path);
+  static async open(path: string, opts: ReaderOptions = {}): Promise<ElfCoreReader> {
+    return ElfCoreReader.openSync(path, opts);
   }
 
-  static openSync(path: string): ElfCoreReader {
+  static openSync(path: string, opts: ReaderOptions = {}): ElfCoreReader {
     const src = FileSource.open(path);
     try {
-      return new ElfCoreReader(path, src);
+      return new ElfCoreReader(path, src, opts);
     } catch (e) {
       src.close();
       throw e;
@@ -149,8 +159,8 @@ export class ElfCoreReader implements DumpReader {
   }
 
   /** Read an ELF vmcore from any byte source (e.g. the logical view of a flattened file). Takes ownership of `src`. */
-  static fromSource(path: string, src: ByteSource): ElfCoreReader {
-    return new ElfCoreReader(path, src);
+  static fromSource(path: string, src: ByteSource, opts: ReaderOptions = {}): ElfCoreReader {
+    return new ElfCoreReader(path, src, opts);
   }
 
   /** Index in byAddr of the last segment starting at or below addr that contains it, or -1. */
@@ -171,10 +181,15 @@ export class ElfCoreReader implements DumpReader {
     return -1;
   }
 
-  get pageCount(): number {
+  /** Pages covered by PT_LOAD segments. */
+  get pages(): number {
     let n = 0;
     for (const [s, e] of this.dumpedRuns()) n += e - s;
     return n;
+  }
+
+  dumpedPages(opts: { skipUnreadable?: boolean } = {}): Generator<[number, Buffer]> {
+    return iterateDumpedPages(this, opts.skipUnreadable ?? true);
   }
 
   isDumped(pfn: number): boolean {

@@ -18,6 +18,10 @@ export interface PackedChunk {
   /** Data to append, in order; `dataBytes` in total. */
   bufs: Buffer[];
   dataBytes: number;
+  /** The scratch the arrays live in; give it back to its pool once the chunk is written. */
+  scratch: ChunkScratch;
+  /** Called once the chunk's data has been written (returns transfer buffers to the worker pool). */
+  release?: () => void;
 }
 
 const zeroPages = new Map<number, Buffer>();
@@ -45,10 +49,10 @@ export function packChunk(
   ps: number,
   compressor: PageCompressor | undefined,
   excludeZero: boolean,
+  scratch: ChunkScratch = new ChunkScratch(nPages, ps, !!compressor),
 ): PackedChunk {
-  const rel = new Float64Array(nPages);
-  const size = new Uint32Array(nPages);
-  const flags = new Uint8Array(nPages);
+  const { rel, size, flags } = scratch;
+  flags.fill(0, 0, nPages);
   const bufs: Buffer[] = [];
   let zeros = 0;
   let k = 0;
@@ -76,9 +80,9 @@ export function packChunk(
       }
       if (sliceStart >= 0) bufs.push(data.subarray(sliceStart, (runs[r + 1]! - base) * ps));
     }
-    return { pages: nPages, zeroPages: zeros, rel, size, flags, bufs, dataBytes };
+    return { pages: nPages, zeroPages: zeros, rel, size, flags, bufs, dataBytes, scratch };
   }
-  const packed = Buffer.allocUnsafe(nPages * ps);
+  const packed = scratch.packed!;
   const flag = compressor.flag;
   for (let r = 0; r < runs.length; r += 2) {
     for (let pfn = runs[r]!; pfn < runs[r + 1]!; pfn++, k++) {
@@ -103,5 +107,58 @@ export function packChunk(
     }
   }
   if (dataBytes > 0) bufs.push(packed.subarray(0, dataBytes));
-  return { pages: nPages, zeroPages: zeros, rel, size, flags, bufs, dataBytes };
+  return { pages: nPages, zeroPages: zeros, rel, size, flags, bufs, dataBytes, scratch };
+}
+
+/**
+ * Per-chunk working memory, reused across chunks: allocating fresh multi-MiB buffers per chunk costs
+ * a page fault per 4 KiB on first touch, which on a VM is slower than compressing the data.
+ */
+export class ChunkScratch {
+  readonly rel: Float64Array;
+  readonly size: Uint32Array;
+  readonly flags: Uint8Array;
+  /** Output area for compressed pages (only with a codec). */
+  readonly packed: Buffer | undefined;
+  /** Descriptor batch buffer. */
+  readonly desc: Buffer;
+  constructor(
+    readonly capacity: number,
+    ps: number,
+    withPacked: boolean,
+  ) {
+    this.rel = new Float64Array(capacity);
+    this.size = new Uint32Array(capacity);
+    this.flags = new Uint8Array(capacity);
+    this.packed = withPacked ? Buffer.allocUnsafeSlow(capacity * ps) : undefined;
+    this.desc = Buffer.allocUnsafeSlow(capacity * 24);
+  }
+}
+
+/** A small free list of ChunkScratch objects. At most `keep` idle ones are retained. */
+export class ScratchPool {
+  private readonly free: ChunkScratch[] = [];
+  constructor(
+    private readonly ps: number,
+    private readonly withPacked: boolean,
+    private readonly keep = 3,
+  ) {}
+  acquire(pages: number): ChunkScratch {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const c = this.free[i]!.capacity;
+      if (c >= pages && (best < 0 || c < this.free[best]!.capacity)) best = i;
+    }
+    if (best >= 0) return this.free.splice(best, 1)[0]!;
+    return new ChunkScratch(Math.max(pages, 256), this.ps, this.withPacked);
+  }
+  release(s: ChunkScratch): void {
+    this.free.push(s);
+    if (this.free.length > this.keep) {
+      // drop the smallest
+      let min = 0;
+      for (let i = 1; i < this.free.length; i++) if (this.free[i]!.capacity < this.free[min]!.capacity) min = i;
+      this.free.splice(min, 1);
+    }
+  }
 }

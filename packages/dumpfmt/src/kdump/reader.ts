@@ -13,13 +13,27 @@ import { VcvError } from '@vicover/errors';
 import { Bitmap, MAX_BITMAP_BITS, RankIndex } from '../bitmap.js';
 import { compressionFromFlags, decompressPage, DUMP_DH_COMPRESSED_INCOMPLETE, type Compression } from '../codec/index.js';
 import { invalid, safeNumber, truncated, unsupported } from '../errors.js';
-import { findVmcoreinfo, MAX_NOTES_SIZE, parseNotes, type ElfNote } from '../notes.js';
+import { findVmcoreinfo, MAX_NOTES_SIZE, parseNotesLenient, type ElfNote } from '../notes.js';
 import { FileSource, FlatSource, readExact, type ByteSource } from '../source.js';
-import type { DumpReader } from '../types-reader.js';
+import { iterateDumpedPages, type DumpReader, type ReaderOptions } from '../types-reader.js';
 import { decodeDiskDumpHeader, DISK_DUMP_HEADER_SIZE, DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, type DiskDumpHeader } from './header.js';
 import { decodeKdumpSubHeader, KDUMP_SUB_HEADER_SIZE, type KdumpSubHeader } from './subheader.js';
 import { isFlatSignature } from './flat.js';
 import { PAGE_DESC_SIZE, readPageDescOffset, type PageDesc } from './pagedesc.js';
+
+export interface KdumpStats {
+  dumpable: number;
+  /** Descriptor offset 0 (never written: incomplete dump) or data past the end of the file. */
+  lost: number;
+  /** Of the lost pages, those whose data lies past the end of the file. */
+  truncated: number;
+  /** Pages sharing the zero-page descriptor. */
+  zero: number;
+  raw: number;
+  compressed: number;
+  /** Bytes of page data referenced (shared zero page not counted). */
+  dataBytes: number;
+}
 
 /** Largest bitmap region (both bitmaps) we load: 2 GiB, i.e. 2^33 pfns per bitmap (32 TiB of 4 KiB pages). */
 const MAX_BITMAP_REGION = 2 ** 31;
@@ -48,7 +62,7 @@ export class KdumpReader implements DumpReader {
   private readonly rank: RankIndex;
   private cache: { pfn: number; data: Buffer } | undefined;
 
-  private constructor(readonly path: string, private readonly src: ByteSource, flattened: boolean) {
+  private constructor(readonly path: string, private readonly src: ByteSource, flattened: boolean, opts: ReaderOptions = {}) {
     this.format = flattened ? 'kdump-flattened' : 'kdump';
     const file = path;
     const N = src.size;
@@ -112,59 +126,72 @@ export class KdumpReader implements DumpReader {
       throw truncated('kdump page descriptor table', { file, offset: this.descOffset, need: this.dataStart - this.descOffset, size: N });
     }
 
-    // Notes and VMCOREINFO
+    // Notes and VMCOREINFO. Damaged notes do not hide the pages: they become warnings.
     let notes: ElfNote[] = [];
     if (v >= 4 && sh.sizeNote !== 0n) {
-      const off = safeNumber(sh.offsetNote, 'offset_note', { file });
-      const size = safeNumber(sh.sizeNote, 'size_note', { file });
-      if (size > MAX_NOTES_SIZE) throw invalid(`size_note ${size} is larger than ${MAX_NOTES_SIZE}`, { file, offset: bs + 56 });
-      if (off < bs || off + size > N) {
-        throw off + size > N && off < N ? truncated('kdump notes', { file, offset: off, need: size }) : invalid(`offset_note ${off} is outside the file`, { file, offset: bs + 48 });
+      const off = sh.offsetNote;
+      const size = sh.sizeNote;
+      if (size > BigInt(MAX_NOTES_SIZE) || off < BigInt(bs) || off + size > BigInt(N)) {
+        this.warnings.push(`ELF notes at offset ${off} (+${size}) lie outside the file or the sub-header region; ignored`);
+      } else {
+        const res = parseNotesLenient(readExact(src, Number(off), Number(size), 'kdump notes'), Number(off), file);
+        notes = res.notes;
+        if (res.error) this.warnings.push(`ELF notes are damaged after ${notes.length} note(s): ${res.error.message}`);
       }
-      notes = parseNotes(readExact(src, off, size, 'kdump notes'), off, file);
     }
     this.notes = notes;
     let vmci = findVmcoreinfo(notes);
     if (vmci === undefined && v >= 3 && sh.sizeVmcoreinfo !== 0n) {
-      const off = safeNumber(sh.offsetVmcoreinfo, 'offset_vmcoreinfo', { file });
-      const size = safeNumber(sh.sizeVmcoreinfo, 'size_vmcoreinfo', { file });
-      if (size > MAX_NOTES_SIZE || off < bs || off + size > N) throw invalid(`VMCOREINFO at ${off} (+${size}) is outside the file`, { file, offset: bs + 32 });
-      vmci = readExact(src, off, size, 'VMCOREINFO').toString('utf8').replace(/\0+$/, '');
+      const off = sh.offsetVmcoreinfo;
+      const size = sh.sizeVmcoreinfo;
+      if (size > BigInt(MAX_NOTES_SIZE) || off < BigInt(bs) || off + size > BigInt(N)) {
+        this.warnings.push(`VMCOREINFO at offset ${off} (+${size}) lies outside the file; ignored`);
+      } else {
+        vmci = readExact(src, Number(off), Number(size), 'VMCOREINFO').toString('utf8').replace(/\0+$/, '');
+      }
     }
     this.vmcoreinfo = vmci;
+    if (h.nrCpus <= 0) this.warnings.push(`nr_cpus is ${h.nrCpus} (crash warns about this)`);
+    if (h.utsname.machine !== 'x86_64') this.warnings.push(`utsname.machine is ${JSON.stringify(h.utsname.machine)}, not x86_64`);
     this.compression = compressionFromFlags(h.status);
     this.incomplete = (h.status & DUMP_DH_COMPRESSED_INCOMPLETE) !== 0;
+    if (opts.strict && this.warnings.length) throw invalid(`${this.warnings[0]} (strict mode)`, { file, warnings: this.warnings });
   }
 
   /** Open a kdump file (seekable or flattened). */
-  static async open(path: string): Promise<KdumpReader> {
-    return KdumpReader.openSync(path);
+  static async open(path: string, opts: ReaderOptions = {}): Promise<KdumpReader> {
+    return KdumpReader.openSync(path, opts);
   }
 
   /** Read a kdump file from a byte source (plain or the logical view of a flattened file). Takes ownership of `src`. */
-  static fromSource(path: string, src: ByteSource, flattened: boolean): KdumpReader {
-    return new KdumpReader(path, src, flattened);
+  static fromSource(path: string, src: ByteSource, flattened: boolean, opts: ReaderOptions = {}): KdumpReader {
+    return new KdumpReader(path, src, flattened, opts);
   }
 
-  static openSync(path: string): KdumpReader {
+  static openSync(path: string, opts: ReaderOptions = {}): KdumpReader {
     const fsrc = FileSource.open(path);
     try {
       const head = readExact(fsrc, 0, Math.min(16, fsrc.size), 'file signature');
-      if (isFlatSignature(head)) return new KdumpReader(path, FlatSource.open(fsrc), true);
-      return new KdumpReader(path, fsrc, false);
+      if (isFlatSignature(head)) return new KdumpReader(path, FlatSource.open(fsrc), true, opts);
+      return new KdumpReader(path, fsrc, false, opts);
     } catch (e) {
       fsrc.close();
       throw e;
     }
   }
 
-  get pages(): { ram: number; dumpable: number } {
+  /** Dumpable pages (2nd bitmap popcount, zero pages included). */
+  get pages(): number {
+    return this.rank.total;
+  }
+
+  /** RAM pages (1st bitmap) and dumpable pages (2nd bitmap). */
+  get pageCounts(): { ram: number; dumpable: number } {
     return { ram: this.ram.count(), dumpable: this.rank.total };
   }
 
-  /** Page count the DumpReader interface reports: dumpable pages. */
-  get pageCount(): number {
-    return this.rank.total;
+  dumpedPages(opts: { skipUnreadable?: boolean } = {}): Generator<[number, Buffer]> {
+    return iterateDumpedPages(this, opts.skipUnreadable ?? true);
   }
 
   isDumpable(pfn: number): boolean {
@@ -238,10 +265,26 @@ export class KdumpReader implements DumpReader {
    * past the end of the file (cut short). Scans the whole descriptor table.
    */
   lostPages(): Bitmap {
+    return this.scan().lost;
+  }
+
+  /** Scan every descriptor: how pages are stored, and which are lost. */
+  stats(): KdumpStats {
+    const { lost, ...rest } = this.scan();
+    return { ...rest, lost: lost.count() };
+  }
+
+  private scan(): Omit<KdumpStats, 'lost'> & { lost: Bitmap } {
     const lost = new Bitmap(this.maxPfn);
+    const st = { dumpable: this.rank.total, truncated: 0, zero: 0, raw: 0, compressed: 0, dataBytes: 0 };
     const BATCH = 65536;
     const total = this.rank.total;
     const N = this.src.size;
+    const ps = this.pageSize;
+    // The shared zero page: the descriptor makedumpfile and we use for all-zero pages points at one
+    // raw page of zeros. Count pages pointing at the most common raw offset as zero pages only if that
+    // page really is zero (checked once).
+    const seen = new Map<number, number>();
     let idx = 0;
     const runs = this.dump.runs();
     let cur = runs.next();
@@ -252,7 +295,18 @@ export class KdumpReader implements DumpReader {
       for (let i = 0; i < n; i++) {
         const at = i * PAGE_DESC_SIZE;
         const o = readPageDescOffset(b, at);
-        if (o === 0 || o + b.readUInt32LE(at + 8) > N) lost.set(pfn);
+        const size = b.readUInt32LE(at + 8);
+        const flags = b.readUInt32LE(at + 12);
+        if (o === 0) lost.set(pfn);
+        else if (o + size > N) {
+          lost.set(pfn);
+          st.truncated++;
+        } else if (flags === 0) {
+          seen.set(o, (seen.get(o) ?? 0) + 1);
+        } else {
+          st.compressed++;
+          st.dataBytes += size;
+        }
         pfn++;
         if (!cur.done && pfn >= cur.value[1]) {
           cur = runs.next();
@@ -261,7 +315,14 @@ export class KdumpReader implements DumpReader {
       }
       idx += n;
     }
-    return lost;
+    for (const [o, count] of seen) {
+      if (count > 1 && o + ps <= N && readExact(this.src, o, ps, 'zero page').every((x) => x === 0)) st.zero += count;
+      else {
+        st.raw += count;
+        st.dataBytes += count * ps;
+      }
+    }
+    return { ...st, lost };
   }
 
   close(): void {

@@ -56,6 +56,8 @@ export interface WriteOpts {
   notes?: ElfNote[];
   /** Keep up to this many writePages calls in flight. */
   concurrency?: number;
+  /** Compression threads (KdumpWriter option); default 0 in tests so files are deterministic to compare. */
+  workers?: number;
 }
 
 export async function writeKdump(path: string, image: Buffer, o: WriteOpts) {
@@ -74,6 +76,7 @@ export async function writeKdump(path: string, image: Buffer, o: WriteOpts) {
     dumpLevel: o.excludeZero ? 1 : 0,
     nrCpus: 2,
     timestamp: new Date('2024-05-01T12:00:00Z'),
+    workers: o.workers ?? 0,
   });
   const inflight: Promise<unknown>[] = [];
   for (const [s, e] of chunkOrder(maxPfn, o.chunkPages ?? 97, o.order ?? 11)) {
