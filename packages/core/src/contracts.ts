@@ -4,6 +4,7 @@
  * backend (a hypervisor, the simulated host) and every guest-OS plugin agree on.
  */
 import type { ElfNote, MemorySource, PhysRange } from './memory.js';
+import type { DumpFs } from '@vicover/dumpfmt';
 
 /** A VM a backend manages. `id` is unique within the backend; `name` is for people and file names. */
 export interface VmRef {
@@ -94,6 +95,12 @@ export interface Backend {
   destroy(vm: VmRef): Promise<void>;
   /** How to start this VM again. */
   definitionOf(vm: VmRef): Promise<VmDefinition>;
+  /**
+   * Where the dump bytes go, when the backend must decide (optional). The simulated host routes them
+   * through its modelled disk, or — when a dump of a simulated TiB guest would not fit on the real disk
+   * — into a counting sink paced at the modelled bandwidth. `description` goes into the report.
+   */
+  dumpTarget?(vm: VmRef, info: { readonly path: string; readonly estimatedBytes: number }): Promise<{ readonly fs: DumpFs; readonly description: string } | null>;
   /** Find a crashed VM left over from an interrupted session (daemon restart), or null if it is gone. */
   reattach?(vm: VmRef): Promise<boolean>;
 

@@ -365,7 +365,14 @@ export class CrashSession {
     if (!ok) throw new VcvError('VCV_ERR_HOOK_RESULT', 'selectPages returned something that is not the page set it was given (return the set you received, narrowed)', { hook: 'selectPages' });
   }
 
-  private createWriter(pages: PageSet, compression: Compression): Promise<DumpWriter> {
+  private async createWriter(pages: PageSet, compression: Compression): Promise<DumpWriter> {
+    const target = this.backend?.dumpTarget
+      ? await this.backend.dumpTarget(this.vm, { path: this.dumpFile!, estimatedBytes: pages.dump.count() * PAGE_SIZE })
+      : null;
+    if (target) {
+      this.report.dump.sink = target.description;
+      this.log.info({ sink: target.description }, 'dump output goes through the backend');
+    }
     const common = {
       path: this.dumpFile!,
       maxPfn: pages.maxPfn,
@@ -373,6 +380,7 @@ export class CrashSession {
       dump: pages.dump as unknown as Bitmap,
       notes: this.notes,
       overwrite: this.opts.overwrite === true,
+      ...(target ? { fs: target.fs } : {}),
     };
     if (this.settings.format === 'elf') {
       return ElfWriter.create({ ...common, excludeZero: pages.excludeZero }) as unknown as Promise<DumpWriter>;
