@@ -242,7 +242,7 @@ describe('crash session', () => {
     expect(rec.calls.indexOf('destroy')).toBeGreaterThan(rec.calls.lastIndexOf(rec.calls.filter((c) => c.startsWith('dumped:')).at(-1)!));
     expect(rec.calls).toContain('startVm:32');
     const r = await KdumpReader.open(session.dumpPath!);
-    expect(r.pages.dumpable).toBe(8192);
+    expect(r.pages).toBe(8192);
     r.close();
   });
 

@@ -38,14 +38,14 @@ export async function inspectDump(file: string): Promise<InspectResult> {
       incomplete: r.incomplete,
       pageSize: r.pageSize,
       maxPfn: r.maxPfn,
-      pages: { dumped: r.pageCount },
+      pages: { dumped: r.pages },
       osrelease: vmcoreinfoValue(r.vmcoreinfo, 'OSRELEASE'),
       cpus: r.notes.filter((n) => n.type === NT_PRSTATUS && n.name === 'CORE').length,
       notes: r.notes.map((n) => ({ name: n.name, type: n.type, size: n.desc.length })),
       vmcoreinfoBytes: r.vmcoreinfo?.length ?? 0,
     };
     if (r instanceof KdumpReader) {
-      out.pages.ram = r.pages.ram;
+      out.pages.ram = r.pageCounts.ram;
       out.dumpLevel = r.dumpLevel;
       if (r.incomplete) out.pages.lost = r.lostPages().count();
     }
