@@ -1,0 +1,264 @@
+/**
+ * Helpers for the crash daemon's end-to-end tests on real QEMU guests (test/guest harness): a service
+ * guest with a second QMP socket for Vicover, the plugin configuration, an outside HTTP client that
+ * measures downtime, an independent host-memory sampler, and the dump oracles (makedumpfile,
+ * libkdumpfile under /usr/bin/python3).
+ */
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promises as fsp, readdirSync, statSync } from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+// @ts-ignore — plain ESM harness without type declarations
+import { buildGuest, startGuest } from '../guest/guest.mjs';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const MiB = 1024 * 1024;
+export const PANIC = 'Kernel panic - not syncing: sysrq triggered crash';
+const execFileP = promisify(execFile);
+
+export function have(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function missingTools(extra: string[] = []): string[] {
+  return ['qemu-system-x86_64', 'qemu-img', 'fallocate', 'busybox', 'mke2fs', 'apt-get', ...extra].filter((t) => !have(t));
+}
+
+export async function until<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as T;
+    if (Date.now() > deadline) throw new Error(`timeout after ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** One GET without connection reuse; the body when the status is 200, else null. */
+export function httpGet(url: string, timeoutMs = 2000): Promise<string | null> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false, headers: { connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(res.statusCode === 200 ? body : null));
+      res.on('error', () => resolve(null));
+    });
+    req.on('error', () => resolve(null));
+    req.setTimeout(timeoutMs, () => req.destroy());
+  });
+}
+
+export interface ServiceGuest {
+  guest: any;
+  /** Vicover's own QMP socket (QMP serves one client per socket; the harness holds the other). */
+  vmQmp: string;
+  memMiB: number;
+  url: string;
+}
+
+/** A guest running busybox httpd behind hostfwd, with a stamp on the shared disk. */
+export async function startServiceGuest(o: { name: string; dir: string; memMiB: number; load?: string; warm?: string; smp?: number }): Promise<ServiceGuest> {
+  const build = await buildGuest();
+  const vmQmp = path.join(o.dir, 'vicover.qmp');
+  const guest = await startGuest({
+    build,
+    name: o.name,
+    memMiB: o.memMiB,
+    dir: o.dir,
+    load: o.load,
+    warm: o.warm,
+    smp: o.smp,
+    httpd: true,
+    stamp: true,
+    extraArgs: ['-qmp', `unix:${vmQmp},server=on,wait=off`],
+  });
+  return { guest, vmQmp, memMiB: o.memMiB, url: `http://127.0.0.1:${guest.hostfwdPort}/cgi-bin/value` };
+}
+
+/** The qemu plugin's options for one service guest. */
+export function qemuOptions(g: ServiceGuest, o: { name: string; stateDir: string; ramDir: string; bootMiB?: number; ioLimitMiBps?: number; diesWithDaemon?: boolean }) {
+  return {
+    stateDir: o.stateDir,
+    reconnectMs: 100,
+    recoveryDiesWithDaemon: o.diesWithDaemon ?? true,
+    vms: [
+      {
+        name: o.name,
+        qmp: g.vmQmp,
+        ramFile: g.guest.ramPath,
+        memoryMiB: g.memMiB,
+        recovery: {
+          ramDir: o.ramDir,
+          bootMiB: o.bootMiB ?? 256,
+          // The recovery VM serves what the crashed one wrote: no new stamp, no memory hog.
+          append: { remove: ['vicover.stamp', 'vicover.load'] },
+          ...(o.ioLimitMiBps ? { ioLimitMiBps: o.ioLimitMiBps } : {}),
+        },
+      },
+    ],
+  };
+}
+
+/**
+ * Polls a URL every `everyMs` from the host, as a client of the service would, and records when
+ * it answered with the expected body.
+ */
+export class ClientPoller {
+  readonly samples: { t: number; ok: boolean }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly expect: RegExp,
+    private readonly everyMs = 100,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(async () => {
+      if (this.busy) return;
+      this.busy = true;
+      const body = await httpGet(this.url, 1000);
+      this.samples.push({ t: Date.now(), ok: body !== null && this.expect.test(body) });
+      this.busy = false;
+    }, this.everyMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** The first successful answer at or after `t` (ms since epoch). */
+  firstOkAfter(t: number): number | null {
+    return this.samples.find((s) => s.t >= t && s.ok)?.t ?? null;
+  }
+
+  lastOkBefore(t: number): number | null {
+    return [...this.samples].reverse().find((s) => s.t < t && s.ok)?.t ?? null;
+  }
+}
+
+/**
+ * Samples host memory held for a crash, independently of Vicover: allocated blocks of the crashed
+ * VM's RAM file plus every file in the recovery VMs' RAM directory.
+ */
+export class BudgetSampler {
+  peak = 0;
+  samples = 0;
+  withRecovery = 0;
+  readonly series: { t: number; crashed: number; recovery: number }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly crashedFile: string,
+    private readonly recoveryDir: string,
+    private readonly everyMs = 100,
+  ) {}
+
+  sample(): void {
+    const blocks = (f: string) => {
+      try {
+        return statSync(f).blocks * 512;
+      } catch {
+        return 0;
+      }
+    };
+    const crashed = blocks(this.crashedFile);
+    let recovery = 0;
+    let files: string[] = [];
+    try {
+      files = readdirSync(this.recoveryDir);
+    } catch {
+      /* not there yet */
+    }
+    for (const f of files) recovery += blocks(path.join(this.recoveryDir, f));
+    const total = crashed + recovery;
+    this.samples++;
+    if (recovery > 0) this.withRecovery++;
+    this.series.push({ t: Date.now(), crashed, recovery });
+    if (total > this.peak) this.peak = total;
+  }
+
+  start(): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.everyMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.sample();
+  }
+}
+
+/** `makedumpfile --dump-dmesg DUMP OUT` → the kernel log text. */
+export async function dumpDmesg(dump: string, out: string): Promise<string> {
+  await fsp.rm(out, { force: true });
+  await execFileP('makedumpfile', ['--dump-dmesg', dump, out], { timeout: 120_000 });
+  return fsp.readFile(out, 'utf8');
+}
+
+const PAGE_CHECK = String.raw`
+import kdumpfile, sys, json
+dump, ref = sys.argv[1], sys.argv[2]
+k = kdumpfile.kdumpfile(dump)
+maxpfn = int(k.attr['max_pfn'])
+res = {'read': 0, 'mismatch': 0, 'missing': 0, 'firstMismatch': None, 'maxPfn': maxpfn}
+with open(ref, 'rb') as f:
+    for pfn in range(maxpfn):
+        try:
+            b = k.read(kdumpfile.KDUMP_MACHPHYSADDR, pfn * 4096, 4096)
+        except Exception:
+            res['missing'] += 1
+            continue
+        res['read'] += 1
+        f.seek(pfn * 4096)
+        r = f.read(4096)
+        if len(r) < 4096: r = r + bytes(4096 - len(r))
+        if b != r:
+            res['mismatch'] += 1
+            if res['firstMismatch'] is None: res['firstMismatch'] = pfn
+try:
+    regs = k.attr['cpu']['0']['reg']
+    res['cpu0rip'] = regs['rip']
+except Exception as e:
+    res['cpu0rip'] = None
+print(json.dumps(res))
+`;
+
+export interface PageCheck {
+  read: number;
+  mismatch: number;
+  missing: number;
+  firstMismatch: number | null;
+  maxPfn: number;
+  cpu0rip: number | null;
+}
+
+/**
+ * libkdumpfile (Debian's python3-libkdumpfile, importable only under /usr/bin/python3) reads every
+ * page of our dump; each page it can read must equal the same page of the reference RAM copy
+ * (flat layout: file offset = physical address).
+ */
+export function kdumpfilePageCheck(dump: string, refRam: string): PageCheck {
+  const r = spawnSync('/usr/bin/python3', ['-c', PAGE_CHECK, dump, refRam], { encoding: 'utf8', maxBuffer: 64 << 20, timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`libkdumpfile check failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as PageCheck;
+}
+
+export function haveKdumpfile(): boolean {
+  return spawnSync('/usr/bin/python3', ['-c', 'import kdumpfile'], { stdio: 'ignore' }).status === 0;
+}
+
+/** A sparse copy of a RAM file (the reference for page checks); reading holes allocates nothing. */
+export async function sparseCopy(src: string, dst: string): Promise<void> {
+  await fsp.rm(dst, { force: true });
+  await execFileP('cp', ['--sparse=always', src, dst], { timeout: 300_000 });
+}
