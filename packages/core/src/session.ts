@@ -466,6 +466,8 @@ export class CrashSession {
     const ordered = j.order.map((i) => chunks[i]!);
     await this.writeChunks(writer, ordered, done);
     await this.finishHandover();
+    // Like run(): the report waits for the recovery VM's health check (its downtime is the point).
+    await this.waitForRecovery();
     this.report.state = 'done';
     return this.report;
   }
