@@ -101,6 +101,8 @@ export interface ClassifyOptions {
   readonly rule?: FreeRule;
   /** Bytes of struct pages per read (default 4 MiB; rounded to whole 512-page groups). */
   readonly blockBytes?: number;
+  /** Block reads kept in flight (default 4). */
+  readonly readAhead?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -716,7 +718,10 @@ export async function classifyPages(
     }
   }
 
-  const bufs = [new ArrayBuffer(blockPages * layout.size), new ArrayBuffer(blockPages * layout.size)];
+  // Up to `depth` block reads in flight (the thread pool overlaps them, and a cold page cache or a
+  // busy CPU costs latency, not throughput); blocks are decoded in pfn order as they arrive.
+  const depth = Math.max(1, Math.min(opts.readAhead ?? 4, blocks.length));
+  const bufs = Array.from({ length: depth }, () => new ArrayBuffer(blockPages * layout.size));
   let bytesRead = 0;
   const readBlock = async (blk: Block, buf: ArrayBuffer): Promise<void> => {
     const va = (blk.section.base + BigInt(blk.pfn) * BigInt(layout.size)) & 0xffffffffffffffffn;
@@ -737,21 +742,30 @@ export async function classifyPages(
     bytesRead += len;
   };
 
-  let pending: Promise<void> | undefined = blocks.length > 0 ? readBlock(blocks[0]!, bufs[0]!) : undefined;
-  for (let k = 0; k < blocks.length; k++) {
-    aborted(opts.signal);
-    await pending;
-    const blk = blocks[k]!;
-    const buf = bufs[k & 1]!;
-    const next = blocks[k + 1];
-    pending = next ? readBlock(next, bufs[(k + 1) & 1]!) : undefined;
-    // Keep a rejected prefetch from becoming an unhandled rejection if this block throws.
-    pending?.catch(() => undefined);
-    const words = new Int32Array(buf, 0, (blk.n * layout.size) / 4);
-    const bytes = new Uint8Array(buf, 0, blk.n * layout.size);
-    for (const [a, z] of blk.ram) c.classifyBlock(words, bytes, blk.pfn, blk.n, a, z);
+  const inFlight: (Promise<void> | undefined)[] = new Array(depth);
+  const start = (k: number): void => {
+    if (k >= blocks.length) return;
+    const p = readBlock(blocks[k]!, bufs[k % depth]!);
+    // A rejection is observed when its block's turn comes; keep it from being "unhandled" meanwhile.
+    p.catch(() => undefined);
+    inFlight[k % depth] = p;
+  };
+  for (let k = 0; k < depth; k++) start(k);
+  try {
+    for (let k = 0; k < blocks.length; k++) {
+      aborted(opts.signal);
+      await inFlight[k % depth];
+      const blk = blocks[k]!;
+      const buf = bufs[k % depth]!;
+      const words = new Int32Array(buf, 0, (blk.n * layout.size) / 4);
+      const bytes = new Uint8Array(buf, 0, blk.n * layout.size);
+      for (const [a, z] of blk.ram) c.classifyBlock(words, bytes, blk.pfn, blk.n, a, z);
+      start(k + depth); // reuses this buffer: its block is decoded
+    }
+  } finally {
+    // Never leave reads writing into buffers after we return (or throw).
+    await Promise.allSettled(inFlight.filter((p): p is Promise<void> => p !== undefined));
   }
-  await pending;
 
   const counts = c.counts;
   let excludedPages = counts.cache + counts.privateCache + counts.user + counts.free + counts.offline + counts.hwpoison;
