@@ -170,3 +170,46 @@ describe('classification on hostile struct pages', () => {
     }
   });
 });
+
+describe('classification with newer kernels’ VMCOREINFO (page types, folio order)', () => {
+  it('6.12 style: page types in _mapcount, slab by type, order in folio._folio_order, hugetlb by type', async () => {
+    const k = buildSyntheticKernel({
+      ramBytes: 64 * MiB,
+      osrelease: '6.12.0-synthetic',
+      vmcoreinfo: {
+        'OFFSET(page.compound_order)': undefined,
+        'OFFSET(page.compound_dtor)': undefined,
+        'NUMBER(HUGETLB_PAGE_DTOR)': undefined,
+        'NUMBER(PG_slab)': undefined,
+        'OFFSET(folio._folio_order)': '82',
+        'NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)': '-268435456', // PGTY_buddy (0xf0) << 24, as an int
+        'NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)': '-251658240', // 0xf1 << 24
+        'NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)': '-218103808', // 0xf3 << 24
+        'NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)': '-201326592', // 0xf4 << 24
+      },
+    });
+    expect(k.layout.compoundOrder).toEqual({ kind: 'folio-byte', offset: 82 });
+    expect(k.layout.pgSlab).toBeUndefined();
+    k.addFreeBlock(4096, 2); // uses the layout's buddy type
+    k.setPage(5000, { mapcount: -201326592, mapping: 0xffff888000200001n, refcount: 1 }); // slab: not anon, not free
+    k.setPage(5001, { mapcount: -251658240, refcount: 1 }); // offline
+    k.addCompound(6144, 2, { mapcount: -218103808, refcount: 1 }); // hugetlb folio
+    k.mem.writeU8(k.structPagePa(6144) + 82, 2);
+    const r = await classify(k, 31);
+    expect(r.counts).toEqual({ ...Z, free: 4, offline: 1, user: 4 });
+    expect(r.anomalies).toEqual({ badBuddyOrder: 0, badCompoundOrder: 0 });
+  });
+
+  it('6.6 style: the compound order is the low byte of the first tail page’s flags', async () => {
+    const k = buildSyntheticKernel({
+      ramBytes: 64 * MiB,
+      osrelease: '6.6.0-synthetic',
+      vmcoreinfo: { 'OFFSET(page.compound_order)': undefined, 'OFFSET(page.compound_dtor)': undefined },
+    });
+    expect(k.layout.compoundOrder).toEqual({ kind: 'tail-flags-byte' });
+    k.addCompound(8192, 3, { mapping: 0xffff888000200001n, refcount: 1 });
+    k.mem.writeU8(k.structPagePa(8193), 3); // low byte of the tail's flags (OFFSET(page.flags) = 0)
+    const r = await classify(k, 8);
+    expect(r.counts.user).toBe(8);
+  });
+});
