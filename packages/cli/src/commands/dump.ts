@@ -72,7 +72,7 @@ export async function runDump(image: string, o: DumpOptions): Promise<{ report: 
   if (o.format === 'elf' && o.compress !== 'none') throw new VcvError('VCV_ERR_USAGE', 'ELF dumps cannot be compressed; use --format kdump');
   const { core } = await createCore({
     inline: {
-      plugins: [['linux', { ...(o.vmcoreinfo ? { vmcoreinfoFile: o.vmcoreinfo } : {}), freeRule: o.freeRule }]],
+      plugins: [['linux', { ...(o.vmcoreinfo ? { vmcoreinfoFile: o.vmcoreinfo } : {}), freeRule: o.freeRule, warmUp: false }]],
       dump: { format: o.format, compression: o.compress, level },
       log: { level: o.logLevel ?? (o.json ? 'error' : 'warn') },
     },
