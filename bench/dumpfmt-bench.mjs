@@ -138,6 +138,7 @@ async function timeWriter(kind, compression, excludeZero) {
   const dump = ram.clone();
   const notes = [prstatusNote(0, { rip: 1n }), prstatusNote(1, { rip: 2n }), vmcoreinfoNote('OSRELEASE=6.1.0-bench\nPAGESIZE=4096\n')];
   const t = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   const common = { path: out, maxPfn, ram, dump, notes };
   const w =
     kind === 'elf'
@@ -169,16 +170,32 @@ async function timeWriter(kind, compression, excludeZero) {
   fs.closeSync(fd);
   const sum = await w.finish();
   const secs = Number(process.hrtime.bigint() - t) / 1e9;
+  const cpu = process.cpuUsage(cpu0); // whole process: main thread, compression workers, libuv I/O threads
   const outBytes = fs.statSync(out).blocks * 512; // allocated bytes (ELF zero pages are holes)
   if (!keep) fs.rmSync(out, { force: true });
-  return { secs, outBytes, complete: sum.complete };
+  return { secs, cpu: (cpu.user + cpu.system) / 1e6, outBytes, complete: sum.complete, workers: w.workers ?? 0 };
 }
 
+function timeDd() {
+  const out = path.join(dir, 'dd.out');
+  fs.rmSync(out, { force: true });
+  const t = process.hrtime.bigint();
+  const r = spawnSync('sh', ['-c', `dd if="${image}" of="${out}" bs=64M conv=fdatasync status=none`], { stdio: 'inherit' });
+  const s = Number(process.hrtime.bigint() - t) / 1e9;
+  if (r.status !== 0) throw new Error('dd failed');
+  fs.rmSync(out, { force: true });
+  return s;
+}
+
+const load0 = os.loadavg()[0];
 const rows = [];
 const cpTimes = [];
 for (let i = 0; i < reps; i++) cpTimes.push(timeCp());
 const cp = median(cpTimes);
 rows.push({ what: 'cp + sync (baseline)', secs: cp, outBytes: imgBytes });
+const dds = [];
+for (let i = 0; i < reps; i++) dds.push(timeDd());
+rows.push({ what: 'dd bs=64M conv=fdatasync (user-space copy)', secs: median(dds), outBytes: imgBytes });
 
 const configs = [];
 for (const c of codecs) {
@@ -188,12 +205,15 @@ for (const c of codecs) {
 if (withElf) configs.push(['elf', 'none', true]);
 for (const [kind, c, ez] of configs) {
   const ts = [];
+  const cpus = [];
   let last;
   for (let i = 0; i < reps; i++) {
     last = await timeWriter(kind, c, ez);
     ts.push(last.secs);
+    cpus.push(last.cpu);
   }
-  rows.push({ what: `${kind} ${c}${ez ? ' +zero-elision' : ''}`, secs: median(ts), outBytes: last.outBytes });
+  const wk = kind === 'kdump' && c !== 'none' ? `, ${last.workers} worker${last.workers === 1 ? '' : 's'}` : '';
+  rows.push({ what: `${kind} ${c}${ez ? ' +zero-elision' : ''}${wk}`, secs: median(ts), cpu: median(cpus), outBytes: last.outBytes });
   // re-measure cp between configs so drift in disk speed shows up
   cpTimes.push(timeCp());
 }
@@ -201,12 +221,13 @@ for (const [kind, c, ez] of configs) {
 const cpMed = median(cpTimes);
 const MB = 1e6;
 const cpu = os.cpus()[0]?.model ?? '?';
-console.log(`image ${image}: ${(imgBytes / 2 ** 30).toFixed(2)} GiB; ${os.cpus().length} CPUs (${cpu}); node ${process.version}; chunk ${chunkMiB} MiB, ${inflight} in flight; median of ${reps}`);
+console.log(`image ${image}: ${(imgBytes / 2 ** 30).toFixed(2)} GiB; ${os.cpus().length} CPUs (${cpu}); node ${process.version}; chunk ${chunkMiB} MiB, ${inflight} in flight; median of ${reps}; load average ${load0.toFixed(2)} → ${os.loadavg()[0].toFixed(2)}`);
 console.log(`cp baseline: median ${cpMed.toFixed(2)} s over ${cpTimes.length} runs (${cpTimes.map((x) => x.toFixed(2)).join(', ')})`);
 console.log('');
-console.log('| writer | time (s) | input MB/s | time / cp | output / input |');
-console.log('|---|---:|---:|---:|---:|');
+console.log('| writer | time (s) | input MB/s | time / cp | CPU (s) | output / input |');
+console.log('|---|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   const secs = r.what.startsWith('cp') ? cpMed : r.secs;
-  console.log(`| ${r.what} | ${secs.toFixed(2)} | ${(imgBytes / MB / secs).toFixed(0)} | ${(secs / cpMed).toFixed(2)} | ${(r.outBytes / imgBytes).toFixed(3)} |`);
+  const cpuCol = r.cpu === undefined ? '' : r.cpu.toFixed(2);
+  console.log(`| ${r.what} | ${secs.toFixed(2)} | ${(imgBytes / MB / secs).toFixed(0)} | ${(secs / cpMed).toFixed(2)} | ${cpuCol} | ${(r.outBytes / imgBytes).toFixed(3)} |`);
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { isVcvError } from '@vicover/errors';
 import { decodePrstatus, KdumpReader, openDump, type Compression } from '../src/index.js';
 import { pageSets, testNotes, VMCOREINFO_TEXT, writeKdump } from './helpers/dumps.js';
-import { libkdumpfileRead } from './helpers/oracle.js';
+import { libkdumpfileRead, run } from './helpers/oracle.js';
 import { makeImage, PS } from './helpers/pages.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -118,6 +118,19 @@ describe.each(cases)('kdump %s, excludeZero=%s', (compression, excludeZero) => {
     expect(res.cpu0).toMatchObject({ rip: 0xffffffff81000000, rax: 42, r15: 15, gs: 0x2b });
   });
 
+  it('crash parses the header, sub-header, notes and VMCOREINFO (crash -d 1 --osrelease)', () => {
+    const c = run('crash', ['-d', '1', '--osrelease', path]);
+    expect(c.status, c.stderr).toBe(0);
+    expect(c.stdout).toContain('6.1.0-test'); // OSRELEASE from the VMCOREINFO
+    expect(c.stdout).toMatch(/header_version: 6/);
+    expect(c.stdout).toMatch(/machine: x86_64/);
+    expect(c.stdout).toMatch(/num_prstatus_notes: 2/);
+    expect(c.stdout).toMatch(/RIP: ffffffff81000000/);
+    expect(c.stdout).toMatch(new RegExp(`max_mapnr_64: ${MAXPFN} `));
+    const flag = { none: '0', zlib: '1 \\(DUMP_DH_COMPRESSED_ZLIB\\)', lzo: '2 ', snappy: '4 ', zstd: '20 ' }[compression];
+    expect(c.stdout).toMatch(new RegExp(`status: ${flag}`));
+  });
+
   it('openDump gives the same pages', async () => {
     const r = await openDump(path);
     expect(r.format).toBe('kdump');
@@ -128,6 +141,28 @@ describe.each(cases)('kdump %s, excludeZero=%s', (compression, excludeZero) => {
 });
 
 describe('kdump edge cases', () => {
+  it('zstd: writing needs a Node with zlib zstd; a zstd page reads as FORMAT_UNSUPPORTED on Node 20', async () => {
+    const zlibHasZstd = typeof (await import('node:zlib') as { zstdCompressSync?: unknown }).zstdCompressSync === 'function';
+    if (!zlibHasZstd) {
+      await expect(writeKdump(join(dir, 'zstd.kdump'), image, { compression: 'zstd', excludeZero: true, ram, dump })).rejects.toMatchObject({ code: 'VCV_ERR_FORMAT_UNSUPPORTED' });
+    }
+    // a raw file with one descriptor re-flagged as zstd
+    const path = join(dir, 'zstd-page.kdump');
+    const w = await writeKdump(path, image, { compression: 'none', excludeZero: false, ram, dump });
+    await w.finish();
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const b = readFileSync(path);
+    const first = dump.nextSet(0);
+    const descAt = w.layout.descOffset; // first descriptor = first dumpable pfn
+    b.writeUInt32LE(100, descAt + 8);
+    b.writeUInt32LE(0x20, descAt + 12);
+    writeFileSync(path, b);
+    const r = await KdumpReader.open(path);
+    if (!zlibHasZstd) expect(() => r.readPage(first)).toThrow(expect.objectContaining({ code: 'VCV_ERR_FORMAT_UNSUPPORTED' }));
+    else expect(() => r.readPage(first)).toThrow(expect.objectContaining({ code: 'VCV_ERR_PAGE_CORRUPT' }));
+    r.close();
+  });
+
   it('damaged notes are a warning (strict: an error); the pages stay readable', async () => {
     const path = join(dir, 'badnotes.kdump');
     const w = await writeKdump(path, image, { compression: 'zlib', excludeZero: true, ram, dump });

@@ -25,6 +25,8 @@ export function compressWorkerUrl(): URL | undefined {
 
 /** Pages per worker job below which splitting a chunk is not worth a message round trip. */
 const MIN_JOB_PAGES = 64;
+/** Largest job: 4 MiB of input. */
+const JOB_PAGES = 1024;
 
 interface Slot {
   worker: Worker;
@@ -92,7 +94,7 @@ export class CompressPool {
     this.pending.delete(r.id);
     if (--p.slot.busy === 0) p.slot.worker.unref();
     if (r.error) {
-      this.giveBack(r.input, r.output, 0);
+      this.giveBack(r.input, r.output);
       p.reject(new VcvError('VCV_ERR_INTERNAL', `compression worker: ${r.error}`));
     } else p.resolve(r);
   }
@@ -107,11 +109,11 @@ export class CompressPool {
     return { input: new ArrayBuffer(cap * this.ps), output: new ArrayBuffer(cap * this.ps) };
   }
 
-  private giveBack(input: ArrayBuffer, output: ArrayBuffer, _pages: number): void {
+  private giveBack(input: ArrayBuffer, output: ArrayBuffer): void {
     if (this.closed) return;
     this.free.push({ pages: input.byteLength / this.ps, input, output });
-    // keep a bounded number of idle pairs (two chunks' worth)
-    const keep = 2 * this.slots.length + 2;
+    // keep a bounded number of idle pairs (a few windows' worth)
+    const keep = 6 * this.slots.length;
     if (this.free.length > keep) {
       let min = 0;
       for (let i = 1; i < this.free.length; i++) if (this.free[i]!.pages < this.free[min]!.pages) min = i;
@@ -133,21 +135,24 @@ export class CompressPool {
   }
 
   /**
-   * Pack the dumpable pages of a chunk (same result as packChunk) using the workers. The pages are
-   * copied out of `data` before this returns, so the caller may reuse `data` right away.
+   * Pack the dumpable pages of a chunk (same result as packChunk) using the workers. The chunk is cut
+   * into jobs of at most JOB_PAGES pages; at most two jobs per worker are in flight, so the transfer
+   * buffers stay few and small (and warm: fresh memory costs a page fault per 4 KiB on first touch).
+   * Results are copied into `scratch.packed`, so the chunk is written with one write. `data` must stay
+   * unchanged until the returned promise settles.
    */
   pack(data: Buffer, base: number, runs: ArrayLike<number>, nPages: number, scratch: ChunkScratch): Promise<PackedChunk> {
     const ps = this.ps;
-    const parts = Math.max(1, Math.min(this.slots.length, Math.floor(nPages / MIN_JOB_PAGES)));
-    const per = Math.ceil(nPages / parts);
-    // Copy pages into per-part input buffers, run by run.
-    const jobs: { pages: number; input: ArrayBuffer; output: ArrayBuffer }[] = [];
+    const jobPages = Math.max(MIN_JOB_PAGES, Math.min(JOB_PAGES, Math.ceil(nPages / this.slots.length)));
+    const nJobs = Math.ceil(nPages / jobPages);
+    const window = 2 * this.slots.length;
+    const { rel, size, flags } = scratch;
+    const packed = scratch.packed!;
+    const flag = COMPRESSION_FLAG[this.codec];
+    // cursor over the runs: pages are copied into job inputs in order
     let r = 0;
     let pfn = runs.length ? runs[0]! : 0;
-    for (let k = 0; k < parts; k++) {
-      const pages = Math.min(per, nPages - k * per);
-      const bufs = this.take(pages);
-      const dst = Buffer.from(bufs.input);
+    const fill = (pages: number, dst: Buffer): void => {
       let filled = 0;
       while (filled < pages) {
         const runEnd = runs[r + 1]!;
@@ -160,63 +165,77 @@ export class CompressPool {
           if (r < runs.length) pfn = runs[r]!;
         }
       }
-      jobs.push({ pages, input: bufs.input, output: bufs.output }); // not {...bufs}: its `pages` is the capacity
-    }
-    const replies = jobs.map((j) => this.run({ codec: this.codec, excludeZero: this.excludeZero, ps, pages: j.pages, input: j.input, output: j.output }));
-    return Promise.all(replies).then(
-      (rs) => {
-        const { rel, size, flags } = scratch;
-        const flag = COMPRESSION_FLAG[this.codec];
-        const bufs: Buffer[] = [];
-        let k = 0;
-        let dataBytes = 0;
-        let zeros = 0;
-        if (rs.reduce((a, x) => a + x.sizes.length, 0) !== nPages) throw new VcvError('VCV_ERR_INTERNAL', 'compression workers returned the wrong number of pages');
-        for (const rep of rs) {
-          const s = rep.sizes;
-          for (let i = 0; i < s.length; i++, k++) {
-            const v = s[i]!;
-            if (v === 0) {
-              rel[k] = -1;
-              size[k] = ps;
-              flags[k] = 0;
-              zeros++;
-            } else if (v > 0) {
-              rel[k] = dataBytes;
-              size[k] = v;
-              flags[k] = flag;
-              dataBytes += v;
-            } else {
-              rel[k] = dataBytes;
-              size[k] = -v;
-              flags[k] = 0;
-              dataBytes -= v;
-            }
+    };
+    // results are merged in job order as they become available
+    const replies: (WorkerReply | undefined)[] = new Array(nJobs);
+    let merged = 0; // jobs merged so far
+    let k = 0; // descriptor index
+    let dataBytes = 0;
+    let zeros = 0;
+    const mergeReady = (): void => {
+      while (merged < nJobs && replies[merged]) {
+        const rep = replies[merged]!;
+        replies[merged] = undefined;
+        const sz = rep.sizes;
+        for (let i = 0; i < sz.length; i++, k++) {
+          const v = sz[i]!;
+          if (v === 0) {
+            rel[k] = -1;
+            size[k] = ps;
+            flags[k] = 0;
+            zeros++;
+          } else {
+            rel[k] = dataBytes;
+            size[k] = v > 0 ? v : -v;
+            flags[k] = v > 0 ? flag : 0;
+            dataBytes += v > 0 ? v : -v;
           }
-          if (rep.used > 0) bufs.push(Buffer.from(rep.output, 0, rep.used));
         }
-        return {
-          pages: nPages,
-          zeroPages: zeros,
-          rel,
-          size,
-          flags,
-          bufs,
-          dataBytes,
-          scratch,
-          release: () => {
-            for (const rep of rs) this.giveBack(rep.input, rep.output, 0);
-          },
-        };
-      },
-      (e) => {
-        // give back whatever came home
-        void Promise.allSettled(replies).then((all) => {
-          for (const a of all) if (a.status === 'fulfilled') this.giveBack(a.value.input, a.value.output, 0);
-        });
-        throw e;
-      },
-    );
+        Buffer.from(rep.output, 0, rep.used).copy(packed, dataBytes - rep.used);
+        this.giveBack(rep.input, rep.output);
+        merged++;
+      }
+    };
+    return new Promise<PackedChunk>((resolve, reject) => {
+      let next = 0;
+      let inflight = 0;
+      let failed = false;
+      const launch = (): void => {
+        while (!failed && next < nJobs && inflight < window) {
+          const j = next++;
+          const pages = Math.min(jobPages, nPages - j * jobPages);
+          const bufs = this.take(pages);
+          fill(pages, Buffer.from(bufs.input));
+          inflight++;
+          this.run({ codec: this.codec, excludeZero: this.excludeZero, ps, pages, input: bufs.input, output: bufs.output }).then(
+            (rep) => {
+              inflight--;
+              if (failed) return this.giveBack(rep.input, rep.output);
+              if (rep.sizes.length !== pages) {
+                failed = true;
+                return reject(new VcvError('VCV_ERR_INTERNAL', 'a compression worker returned the wrong number of pages'));
+              }
+              replies[j] = rep;
+              mergeReady();
+              if (merged === nJobs) {
+                resolve({ pages: nPages, zeroPages: zeros, rel, size, flags, bufs: dataBytes ? [packed.subarray(0, dataBytes)] : [], dataBytes, scratch });
+              } else launch();
+            },
+            (e: Error) => {
+              inflight--;
+              failed = true;
+              reject(e);
+            },
+          );
+        }
+      };
+      try {
+        launch();
+      } catch (e) {
+        failed = true;
+        reject(e);
+      }
+    });
   }
 
   async close(): Promise<void> {
