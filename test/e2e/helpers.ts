@@ -126,8 +126,9 @@ export class ClientPoller {
     this.timer = setInterval(async () => {
       if (this.busy) return;
       this.busy = true;
+      const t = Date.now(); // when the request was sent: an answer in flight at the crash does not count
       const body = await httpGet(this.url, 1000);
-      this.samples.push({ t: Date.now(), ok: body !== null && this.expect.test(body) });
+      this.samples.push({ t, ok: body !== null && this.expect.test(body) });
       this.busy = false;
     }, this.everyMs);
   }
