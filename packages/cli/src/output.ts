@@ -2,7 +2,7 @@
  * Output conventions: data on stdout (JSON with --json, text otherwise), logs and errors on stderr,
  * documented exit codes (docs/cli.md; the codes of docs/errors.md).
  */
-import { isVcvError, VcvError, exitCodes } from '@vicover/core';
+import { isVcvError, VcvError, exitCodes } from '@vicover/errors';
 
 export function printJson(data: unknown): void {
   process.stdout.write(JSON.stringify(data, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n');

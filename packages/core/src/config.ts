@@ -6,8 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { cosmiconfig } from 'cosmiconfig';
-import { LineCounter, parseDocument, isCollection, isNode, type Node } from 'yaml';
+import type { Node } from 'yaml';
 import { VcvError, isVcvError } from '@vicover/errors';
 import { coreSchema, type CoreConfig } from './schema.js';
 import { validate, type Problem } from './validate.js';
@@ -61,6 +60,8 @@ interface RawConfig {
 
 async function readRaw(opts: LoadConfigOptions): Promise<RawConfig> {
   if (opts.inline) return { data: structuredClone(opts.inline), prefix: [] };
+  // Loaded on demand: a config given inline (the CLI's one-shot commands) never needs the search.
+  const { cosmiconfig } = await import('cosmiconfig');
   const explorer = cosmiconfig(MODULE_NAME, { searchPlaces: SEARCH_PLACES, searchStrategy: 'global', cache: false });
   let result: { config: unknown; filepath: string; isEmpty?: boolean } | null;
   try {
@@ -92,8 +93,10 @@ export function displayPath(file: string): string {
 }
 
 /** Find `segments` in a JSON/YAML file and return line:column (1-based), or undefined. */
-export function locate(file: string | undefined, segments: readonly (string | number)[], atKey = false): { line: number; column: number } | undefined {
+export async function locate(file: string | undefined, segments: readonly (string | number)[], atKey = false): Promise<{ line: number; column: number } | undefined> {
   if (!file || !/\.(json|ya?ml)$|rc$/.test(file)) return undefined;
+  // The YAML parser (which also reads JSON) is loaded only to place an error.
+  const { LineCounter, parseDocument, isCollection, isNode } = await import('yaml');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -132,14 +135,15 @@ export function locate(file: string | undefined, segments: readonly (string | nu
   return { line, column: col };
 }
 
-function problemError(file: string | undefined, prefix: (string | number)[], problems: { segments: readonly (string | number)[]; message: string; plugin?: string; atKey?: boolean }[], code: 'VCV_ERR_CONFIG_INVALID' | 'VCV_ERR_PLUGIN_OPTIONS'): VcvError {
-  const lines = problems.map((p) => {
-    const pos = locate(file, [...prefix, ...p.segments], p.atKey);
+async function problemError(file: string | undefined, prefix: (string | number)[], problems: { segments: readonly (string | number)[]; message: string; plugin?: string; atKey?: boolean }[], code: 'VCV_ERR_CONFIG_INVALID' | 'VCV_ERR_PLUGIN_OPTIONS'): Promise<VcvError> {
+  const positions = await Promise.all(problems.map((p) => locate(file, [...prefix, ...p.segments], p.atKey)));
+  const lines = problems.map((p, i) => {
+    const pos = positions[i];
     const where = file ? `${displayPath(file)}${pos ? `:${pos.line}:${pos.column}` : ''}: ` : '';
     return `${where}${p.message}`;
   });
   const first = problems[0];
-  const pos = first ? locate(file, [...prefix, ...first.segments], first.atKey) : undefined;
+  const pos = positions[0];
   return new VcvError(code, lines.join('\n'), {
     file,
     line: pos?.line,
@@ -156,7 +160,7 @@ function problemError(file: string | undefined, prefix: (string | number)[], pro
 export async function loadConfig(opts: LoadConfigOptions = {}): Promise<ResolvedConfig> {
   const raw = await readRaw(opts);
   const problems: Problem[] = validate(coreSchema, raw.data);
-  if (problems.length) throw problemError(raw.file, raw.prefix, problems.map((p) => ({ ...p })), 'VCV_ERR_CONFIG_INVALID');
+  if (problems.length) throw await problemError(raw.file, raw.prefix, problems.map((p) => ({ ...p })), 'VCV_ERR_CONFIG_INVALID');
   const data = raw.data as unknown as CoreConfig & { plugins: PluginEntry[] };
   const fromDir = raw.file ? path.dirname(raw.file) : path.resolve(opts.cwd ?? process.cwd());
   const entries: PluginEntry[] = [...data.plugins, ...(opts.extraPlugins ?? [])];
@@ -173,11 +177,11 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<Resolved
           message: e.message.split('\n').find((l) => l.endsWith(p.message)) ?? p.message,
           plugin: e.details.plugin as string,
         }));
-        throw problemError(raw.file, raw.prefix, ps, 'VCV_ERR_PLUGIN_OPTIONS');
+        throw await problemError(raw.file, raw.prefix, ps, 'VCV_ERR_PLUGIN_OPTIONS');
       }
       if (isVcvError(e) && raw.file && e.details.file === undefined) e.details.file = raw.file;
       if (isVcvError(e) && raw.file && e.code.startsWith('VCV_ERR_PLUGIN')) {
-        const pos = locate(raw.file, [...raw.prefix, 'plugins', i]);
+        const pos = await locate(raw.file, [...raw.prefix, 'plugins', i]);
         if (pos) {
           const rel = displayPath(raw.file);
           Object.assign(e.details, pos);

@@ -2,8 +2,11 @@
  * Logs through pino: JSON lines by default (to stderr, so stdout stays for `--json` data), readable
  * text on a TTY. Child loggers carry `plugin` and `vm` bindings, so every line says where it came from.
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+const require = createRequire(import.meta.url);
 
 export type { Logger } from 'pino';
 
@@ -28,6 +31,8 @@ export function createLogger(opts: LogOptions = {}): Logger {
     serializers: { err: pino.stdSerializers.err },
   };
   if (usePretty) {
+    // pino-pretty is loaded only for a terminal (it pulls in a dozen modules).
+    const pretty = require('pino-pretty') as typeof PinoPretty;
     const stream = pretty({
       destination: fd,
       sync: true,

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import semver from 'semver';
+import type Semver from 'semver';
 import { VcvError } from '@vicover/errors';
 import type { Vicover } from './core.js';
 import { checkSchema, validate } from './validate.js';
@@ -149,6 +149,7 @@ export function instantiate(exp: unknown, rawOptions: Record<string, unknown> | 
 }
 
 function checkRange(range: string, label: string, plugin: string, where: { path: string; file?: string }) {
+  const semver = createRequire(import.meta.url)('semver') as typeof Semver;
   if (!semver.validRange(range)) {
     throw new VcvError('VCV_ERR_PLUGIN_INVALID', `${label}: coreVersion "${range}" is not a semver range`, { plugin, ...where });
   }

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { stringify } from 'yaml';
-import { loadConfig } from '@vicover/core';
 import { globalOptions, type Ctx } from '../main.js';
 import { printJson, printText, reportError } from '../output.js';
 
@@ -11,6 +9,7 @@ export function registerConfigCommands(program: Command, ctx: Ctx): void {
     .option('--json', 'print JSON')
     .action(async (opts: { config?: string; json?: boolean }) => {
       try {
+        const [{ loadConfig }, { stringify }] = await Promise.all([import('@vicover/core'), import('yaml')]);
         const r = await loadConfig({ file: opts.config });
         const out = {
           file: r.file ?? null,

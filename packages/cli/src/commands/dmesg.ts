@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { VcvError } from '@vicover/core';
-import { openImage } from '@vicover/image';
-import { LinuxKernel, findPanicLine, formatDmesg } from '@vicover/plugin-linux';
+import { VcvError } from '@vicover/errors';
 import type { Ctx } from '../main.js';
 import { printJson, printText, reportError } from '../output.js';
 
@@ -17,6 +15,7 @@ export function registerDmesgCommand(program: Command, ctx: Ctx): void {
     .option('--json', 'print JSON: { panic, lines }')
     .action(async (file: string, o: { panic?: boolean; vmcoreinfo?: string; layout: 'auto' | 'flat' | 'pc'; json?: boolean }) => {
       try {
+        const [{ openImage }, { LinuxKernel, findPanicLine, formatDmesg }] = await Promise.all([import('@vicover/image'), import('@vicover/plugin-linux')]);
         const memory = await openImage(file, { layout: o.layout });
         try {
           const kernel = await LinuxKernel.open(memory, o.vmcoreinfo ? { file: o.vmcoreinfo } : {});

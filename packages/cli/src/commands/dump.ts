@@ -1,11 +1,9 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { CrashSession, VcvError, type CrashReport } from '@vicover/core';
-import { openImage } from '@vicover/image';
+import type { CrashReport } from '@vicover/core';
+import { VcvError } from '@vicover/errors';
 import type { Ctx } from '../main.js';
 import { fmtBytes, printJson, printText, reportError } from '../output.js';
-import { createCore } from '../setup.js';
-import { progressBar } from '../progress.js';
 
 /** makedumpfile's dump-level bits, by the names `--exclude` takes. */
 export const EXCLUDE_BITS: Readonly<Record<string, number>> = Object.freeze({
@@ -70,6 +68,12 @@ export async function runDump(image: string, o: DumpOptions): Promise<{ report: 
     if (!Number.isInteger(level) || level < 0 || level > 31) throw new VcvError('VCV_ERR_USAGE', `--level must be an integer 0-31, got ${o.level}`);
   } else if (o.exclude !== undefined) level = levelFromExclude(o.exclude);
   if (o.format === 'elf' && o.compress !== 'none') throw new VcvError('VCV_ERR_USAGE', 'ELF dumps cannot be compressed; use --format kdump');
+  const [{ CrashSession }, { openImage }, { createCore }, { progressBar }] = await Promise.all([
+    import('@vicover/core'),
+    import('@vicover/image'),
+    import('../setup.js'),
+    import('../progress.js'),
+  ]);
   const { core } = await createCore({
     inline: {
       plugins: [['linux', { ...(o.vmcoreinfo ? { vmcoreinfoFile: o.vmcoreinfo } : {}), freeRule: o.freeRule, warmUp: false }]],

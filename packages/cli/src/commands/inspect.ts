@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { openDump, KdumpReader, NT_PRSTATUS } from '@vicover/dumpfmt';
-import { wrapError } from '@vicover/core';
+import { wrapError } from '@vicover/errors';
 import type { Ctx } from '../main.js';
 import { fmtBytes, printJson, printText, reportError } from '../output.js';
 
@@ -27,6 +26,7 @@ export interface InspectResult {
 }
 
 export async function inspectDump(file: string): Promise<InspectResult> {
+  const { openDump, KdumpReader, NT_PRSTATUS } = await import('@vicover/dumpfmt');
   const r = await openDump(file).catch((e) => {
     throw wrapError(e, 'VCV_ERR_IO', `cannot open ${file}`);
   });

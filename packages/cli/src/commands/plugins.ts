@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { globalOptions, type Ctx } from '../main.js';
 import { printJson, printText, reportError } from '../output.js';
-import { createCore } from '../setup.js';
 
 export function registerPluginsCommand(program: Command, ctx: Ctx): void {
   globalOptions(program.command('plugins'))
@@ -9,6 +8,7 @@ export function registerPluginsCommand(program: Command, ctx: Ctx): void {
     .option('--json', 'print JSON')
     .action(async (opts: { config?: string; json?: boolean; logLevel?: string; logFormat?: string }) => {
       try {
+        const { createCore } = await import('../setup.js');
         const { core, file } = await createCore({ configFile: opts.config, logLevel: opts.logLevel ?? 'warn', logFormat: opts.logFormat });
         const list = core.plugins();
         if (opts.json) printJson({ config: file ?? null, plugins: list });
