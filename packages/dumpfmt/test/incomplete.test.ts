@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isVcvError } from '@vicover/errors';
@@ -80,10 +80,14 @@ describe('ENOSPC', () => {
     expect(res.err[String(lostPfn)]).toMatch(/Wrong page size: 0/);
   });
 
-  it('ENOSPC while laying out the file is reported and the descriptor is closed', async () => {
+  it('ENOSPC while laying out the file is reported, and the half-made file removed', async () => {
     const path = join(dir, 'nospace-create.kdump');
     const fs = faultyFs({ budget: 3000 });
     await expect(KdumpWriter.create(createOpts(path, 'zlib', fs))).rejects.toMatchObject({ code: 'VCV_ERR_NO_SPACE' });
+    expect(existsSync(path)).toBe(false);
+    const epath = join(dir, 'nospace-create.elf');
+    await expect(ElfWriter.create({ path: epath, fs: faultyFs({ budget: 10 }), maxPfn: MAXPFN, ram, dump, notes: testNotes() })).rejects.toMatchObject({ code: 'VCV_ERR_NO_SPACE' });
+    expect(existsSync(epath)).toBe(false);
   });
 
   it('EIO gives VCV_ERR_IO; a failing fdatasync too', async () => {

@@ -210,7 +210,9 @@ export class ElfWriter {
       await fh.truncate(p.fileSize);
       await fh.datasync();
     } catch (e) {
+      // A half laid-out file holds no pages yet: remove it rather than leave a broken dump behind.
       await fh.close().catch(() => undefined);
+      await fs.unlink(opts.path).catch(() => undefined);
       throw wrapError(e, 'VCV_ERR_IO', `cannot lay out ELF file ${opts.path}`, { file: opts.path });
     }
     return new ElfWriter(opts.path, fh, p.ehdr, dump, p.seg, p.fileSize, opts.excludeZero ?? true);
@@ -386,6 +388,10 @@ export class ElfWriter {
 
   missing(): Bitmap {
     return this.dump.clone().andNot(this.written);
+  }
+
+  get progress(): { dumpable: number; pagesWritten: number; zeroPages: number } {
+    return { dumpable: this.numDumpable, pagesWritten: this.pagesWritten, zeroPages: this.zeroPages };
   }
 
   async finish(): Promise<WriterSummary> {

@@ -229,7 +229,9 @@ export class KdumpWriter {
       await fh.datasync();
       return new KdumpWriter(opts.path, fh, header, lay, ramBm, dumpBm, opts.compression, opts.excludeZero, dataEnd, undefined, opts.workers);
     } catch (e) {
+      // A half laid-out file holds no pages yet: remove it rather than leave a broken dump behind.
       await fh.close().catch(() => undefined);
+      await fs.unlink(opts.path).catch(() => undefined);
       throw wrapError(e, 'VCV_ERR_IO', `cannot lay out kdump file ${opts.path}`, { file: opts.path });
     }
   }
