@@ -101,7 +101,7 @@ export class FlatSource implements ByteSource {
   readonly records: number;
   private readonly extents: Extent[];
 
-  private constructor(private readonly inner: FileSource, extents: Extent[], complete: boolean, records: number) {
+  private constructor(private readonly inner: ByteSource, extents: Extent[], complete: boolean, records: number) {
     this.file = inner.file;
     this.extents = extents;
     this.size = extents.length ? extents[extents.length - 1]!.e : 0;
@@ -109,7 +109,7 @@ export class FlatSource implements ByteSource {
     this.records = records;
   }
 
-  static open(inner: FileSource): FlatSource {
+  static open(inner: ByteSource): FlatSource {
     const file = inner.file;
     const hdr = readExact(inner, 0, Math.min(FLAT_HEADER_SIZE, inner.size), 'flattened header');
     if (hdr.length < 32) throw truncated('flattened header', { file, offset: 0 });

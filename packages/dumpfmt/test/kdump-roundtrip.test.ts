@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isVcvError } from '@vicover/errors';
 import { decodePrstatus, KdumpReader, openDump, type Compression } from '../src/index.js';
-import { pageSets, testNotes, VMCOREINFO_TEXT, writeKdump } from './helpers/dumps.js';
+import { pageSets, VMCOREINFO_TEXT, writeKdump } from './helpers/dumps.js';
 import { libkdumpfileRead, run } from './helpers/oracle.js';
 import { makeImage, PS } from './helpers/pages.js';
 import { tempDir } from './helpers/tmp.js';
@@ -224,6 +224,5 @@ describe('kdump edge cases', () => {
     await w.finish();
     await expect(w.writePages(0, Buffer.alloc(PS))).rejects.toMatchObject({ code: 'VCV_ERR_WRITER_STATE' });
     await expect(writeKdump(path, image, { compression: 'none', excludeZero: false, ram, dump })).rejects.toMatchObject({ code: 'VCV_ERR_OUTPUT_EXISTS' });
-    void testNotes;
   });
 });

@@ -58,3 +58,35 @@ async function writeKdumpWith(path: string, workers: number, o: Parameters<typeo
   expect(s.complete).toBe(true);
   return n;
 }
+
+describe('a dying worker pool', () => {
+  it('falls back to in-thread compression without losing pages', async () => {
+    const path = join(dir, 'dying.kdump');
+    const { KdumpWriter } = await import('../src/index.js');
+    const w = await KdumpWriter.create({
+      path,
+      maxPfn: MAXPFN,
+      ram,
+      dump,
+      compression: 'lzo',
+      excludeZero: true,
+      notes: [],
+      utsname: { machine: 'x86_64' },
+      physBase: 0n,
+      dumpLevel: 1,
+      nrCpus: 1,
+      workers: 2,
+    });
+    expect(w.workers).toBe(2);
+    await w.writePages(0, image.subarray(0, 1000 * PS));
+    // kill the workers behind the writer's back
+    const pool = (w as unknown as { pool: { slots: { worker: { terminate(): Promise<number> } }[] } }).pool;
+    await Promise.all(pool.slots.map((s) => s.worker.terminate()));
+    await w.writePages(1000, image.subarray(1000 * PS));
+    expect(w.workers).toBe(0);
+    expect((await w.finish()).complete).toBe(true);
+    const r = KdumpReader.openSync(path);
+    for (const [pfn, page] of r.dumpedPages({ skipUnreadable: false })) expect(page.equals(image.subarray(pfn * PS, (pfn + 1) * PS))).toBe(true);
+    r.close();
+  });
+});

@@ -80,6 +80,11 @@ export class CompressPool {
     return this.slots.length;
   }
 
+  /** True once a worker died or failed to start; the writer then compresses in its own thread. */
+  get isBroken(): boolean {
+    return this.broken !== undefined;
+  }
+
   private fail(e: Error): void {
     this.broken ??= e;
     for (const [id, p] of this.pending) {

@@ -392,9 +392,12 @@ export class KdumpWriter {
     let packed: Promise<PackedChunk>;
     const scratch = this.scratch.acquire(nPages);
     try {
-      packed = this.pool
-        ? this.pool.pack(data, startPfn, runs, nPages, scratch)
-        : Promise.resolve(packChunk(data, startPfn, runs, nPages, ps, this.compressor, this.excludeZero, scratch));
+      const inThread = () => packChunk(data, startPfn, runs, nPages, ps, this.compressor, this.excludeZero, scratch);
+      packed =
+        this.pool && !this.pool.isBroken
+          ? // A dead worker pool must not lose the dump: compress this chunk (and later ones) here instead.
+            this.pool.pack(data, startPfn, runs, nPages, scratch).catch(() => inThread())
+          : Promise.resolve(inThread());
     } catch (e) {
       this.scratch.release(scratch);
       return Promise.reject(wrapError(e, 'VCV_ERR_INTERNAL', 'page compression failed', { file: this.path }));
@@ -571,7 +574,7 @@ export class KdumpWriter {
 
   /** Number of compression worker threads in use (0 = compressing in the writer's thread). */
   get workers(): number {
-    return this.pool?.size ?? 0;
+    return this.pool && !this.pool.isBroken ? this.pool.size : 0;
   }
 
   private summary(complete: boolean, fileBytes: number): WriterSummary {
