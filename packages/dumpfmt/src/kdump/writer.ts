@@ -41,7 +41,10 @@ export interface KdumpWriterOptions {
   path: string;
   /** Injectable file system (tests: ENOSPC, EIO, short writes). Default node:fs/promises. */
   fs?: DumpFs;
-  /** Number of pfns covered (max_mapnr): one past the highest pfn. */
+  /**
+   * Number of pfns covered (max_mapnr): one past the highest guest RAM pfn. Do not stretch it over
+   * firmware ranges (QEMU's BIOS ROM below 4 GiB): makedumpfile 1.7.2 then refuses to re-filter the file.
+   */
   maxPfn: number;
   /** 1st bitmap: which pfns are RAM. Bits at or above maxPfn must be clear. */
   ram: Bitmap;
