@@ -32,7 +32,7 @@ const { values: args } = parseArgs({
   options: {
     json: { type: 'boolean', default: false },
     mem: { type: 'string', default: '2048' },
-    bandwidth: { type: 'string', default: '16' },
+    bandwidth: { type: 'string', default: '10' },
     modes: { type: 'string', default: MODES.join(',') },
     load: { type: 'string', default: 'cache:300,meta:1000,write:16,tmpfs:150,anon:700' },
     warm: { type: 'string', default: 'cache/c000.bin' },

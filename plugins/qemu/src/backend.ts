@@ -325,12 +325,18 @@ export class QemuBackend implements Backend {
     if (c && !c.closed) {
       const st = await c.execute<{ status: string }>('query-status', undefined, { timeoutMs: this.o.timeouts.qmpMs }).catch(() => null);
       info.status = st?.status;
-      const text = await c.hmp('info registers -a', { timeoutMs: this.o.timeouts.qmpMs });
-      const cpus = parseInfoRegisters(text);
-      notes = cpuNotes(cpus);
-      info.cpus = cpus.length;
-      info.cr3 = cpus.map((x) => `0x${x.cr3.toString(16)}`);
-      info.rip = cpus.map((x) => `0x${(x.regs.rip ?? 0n).toString(16)}`);
+      try {
+        const text = await c.hmp('info registers -a', { timeoutMs: this.o.timeouts.qmpMs });
+        const cpus = parseInfoRegisters(text);
+        notes = cpuNotes(cpus);
+        info.cpus = cpus.length;
+        info.cr3 = cpus.map((x) => `0x${x.cr3.toString(16)}`);
+        info.rip = cpus.map((x) => `0x${(x.regs.rip ?? 0n).toString(16)}`);
+      } catch (e) {
+        // The memory is what matters: a dump without CPU notes beats no dump.
+        info.error = `CPU state not read: ${(e as Error).message}`;
+        s.log.warn({ err: e }, 'qemu: reading the CPU state failed; the dump will have no CPU notes');
+      }
     } else {
       info.error = 'QMP not connected: QEMU exited before its CPU state could be read';
       s.log.warn('qemu: QEMU is gone; the dump will have no CPU notes');
@@ -514,10 +520,14 @@ export class QemuBackend implements Backend {
       extraArgs: cfg?.recovery.extraArgs,
     });
     for (const f of [qmpPath, pidfile, ...(consoleLog ? [consoleLog] : [])]) await fsp.rm(f, { force: true });
+    // Guest memory is private: create the RAM files 0600 ourselves (QEMU uses an existing file and
+    // would otherwise create it with its umask), refusing to reuse one.
     for (const f of [files.boot, files.vmem]) {
-      if (f && (await fsp.stat(f).then(() => true).catch(() => false))) {
-        throw new VcvError('VCV_ERR_RECOVERY', `qemu: ${f} already exists; refusing to reuse a RAM file`, { file: f });
-      }
+      if (!f) continue;
+      const fh = await fsp.open(f, 'wx', 0o600).catch((e) => {
+        throw wrapError(e, 'VCV_ERR_RECOVERY', `qemu: cannot create the recovery RAM file ${f}`, { file: f });
+      });
+      await fh.close();
     }
     const [cmd, cmdArgs] = this.o.recoveryDiesWithDaemon ? ['setpriv', ['--pdeathsig', 'KILL', '--', def.binary, ...argv]] : [def.binary, argv];
     const logFd = openSync(qemuLog, 'w', 0o600);
@@ -545,6 +555,7 @@ export class QemuBackend implements Backend {
       }
       if (Date.now() > deadline) {
         if (child.pid) process.kill(child.pid, 'SIGKILL');
+        await this.removeFiles([files.boot, files.vmem]);
         throw new VcvError('VCV_ERR_TIMEOUT', `qemu: the recovery VM ${opts.name} did not answer QMP within ${this.o.timeouts.startMs} ms`, { vm: opts.name });
       }
       client = await QmpClient.connect(qmpPath, { timeoutMs: 2000 }).catch(() => null);

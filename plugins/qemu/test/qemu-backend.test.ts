@@ -209,10 +209,11 @@ describe.skipIf(missing.length > 0)('QEMU backend on a real guest', () => {
     // Host memory of the recovery VM = allocated blocks of its RAM files.
     const files = backend.ramFilesOf(rec);
     expect(files.every((f) => f.startsWith(shm))).toBe(true);
+    for (const f of files) expect(statSync(f).mode & 0o777).toBe(0o600); // guest memory is private
     const alloc = await backend.vmAllocatedBytes(rec);
     expect(alloc).toBe(files.reduce((s, f) => s + statSync(f).blocks * 512, 0));
     expect(alloc).toBeLessThanOrEqual(512 * MiB);
-  });
+  }, 300_000);
 
   it('destroy removes the crashed RAM file; stopVm removes the recovery VM and its files', async () => {
     await backend.destroy(vm);

@@ -7,7 +7,7 @@
  */
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import { CrashSession, loadConfig, silentLogger, Vicover, VcvError, type Backend
 import { describeCheck, expand } from '@vicover/plugin-shared-fs';
 
 const MiB = 1024 * 1024;
+const tmpDirs: string[] = [];
 
 function memSource(bytes: number): MemorySource {
   const readSync = (_gpa: number, dst: Uint8Array, off: number, len: number) => {
@@ -105,6 +106,7 @@ function service(readyAfterMs: number): Promise<{ server: http.Server; endpoint:
 
 async function run(mode: 'vicover' | 'coredump-restart' | 'restart-only', o: { sizeMiB: number; allocatedMiB: number; marginMiB: number; failStarts?: number; health?: Record<string, unknown>; minStartMiB?: number; endpoint: string; lineAfterMs?: number }) {
   const dir = mkdtempSync(path.join(tmpdir(), 'vcv-sfs-'));
+  tmpDirs.push(dir);
   const { config, plugins } = await loadConfig({
     inline: {
       mode,
@@ -126,7 +128,10 @@ async function run(mode: 'vicover' | 'coredump-restart' | 'restart-only', o: { s
 
 describe('shared-fs strategy', () => {
   const servers: http.Server[] = [];
-  afterAll(() => servers.forEach((s) => s.close()));
+  afterAll(() => {
+    servers.forEach((s) => s.close());
+    for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+  });
 
   it('vicover: starts with budget − measured crashed allocation, grows as memory is handed over, declares recovery on a healthy answer', async () => {
     const svc = await service(150);
