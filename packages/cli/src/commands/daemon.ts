@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { Daemon } from '@vicover/core';
+import { htmlReportWriter } from '@vicover/report';
 import { globalOptions, type Ctx } from '../main.js';
 import { reportError } from '../output.js';
 import { createCore } from '../setup.js';
@@ -13,7 +14,15 @@ export function registerDaemonCommand(program: Command, ctx: Ctx): void {
         const { core } = await createCore({ configFile: opts.config, logLevel: opts.logLevel, logFormat: opts.logFormat });
         let done!: () => void;
         const finished = new Promise<void>((r) => (done = r));
-        const daemon = new Daemon({ core, onReport: () => opts.once && done() });
+        // report.html next to each report.json (config report.html, default on).
+        const pages = htmlReportWriter({ enabled: core.config.report.html });
+        const daemon = new Daemon({
+          core,
+          onReport: (report, session) => {
+            pages.onReport(report, session);
+            if (opts.once) done();
+          },
+        });
         const onSignal = (sig: NodeJS.Signals) => {
           void daemon.stop('signal', sig).then(done);
         };
@@ -23,6 +32,7 @@ export function registerDaemonCommand(program: Command, ctx: Ctx): void {
         core.log.info('daemon ready');
         await finished;
         await daemon.stop(opts.once ? 'once' : 'signal');
+        await pages.settled();
         ctx.exitCode = 0;
       } catch (e) {
         ctx.exitCode = reportError(e);
