@@ -19,14 +19,17 @@ export interface Journal {
   readonly dumpFile: string | null;
   readonly format: string;
   readonly chunkBytes: number;
-  /** Address-order chunk ranges [start, end) and the order they are dumped in. */
+  /** Address-order chunk ranges [start, end) and the order they are dumped in (empty until laid out). */
   readonly chunks: readonly { readonly start: number; readonly end: number; readonly selectedPages: number }[];
   readonly order: readonly number[];
   durable: number[];
   released: number[];
   /** The writer's checkpoint after the last durable chunk. */
   writer: unknown;
-  state: 'dumping' | 'dumped' | 'done' | 'failed';
+  /** captured: the crashed VM was captured, nothing dumped yet; dumping: chunks in progress. */
+  state: 'captured' | 'dumping' | 'dumped' | 'done' | 'failed';
+  /** CPU notes from capture (base64), so a crash captured by a daemon that then died is not lost. */
+  cpuNotes?: { name: string; type: number; desc: string }[];
   /** Wall-clock ms when the session started (for reports after a resume). */
   readonly startedAt: number;
 }
@@ -69,7 +72,7 @@ export async function findUnfinished(dumpDir: string): Promise<{ dir: string; jo
   const out: { dir: string; journal: Journal }[] = [];
   for (const e of entries.sort()) {
     const j = await readJournal(path.join(dumpDir, e, 'session.json'));
-    if (j && (j.state === 'dumping' || j.state === 'dumped')) out.push({ dir: path.join(dumpDir, e), journal: j });
+    if (j && (j.state === 'captured' || j.state === 'dumping' || j.state === 'dumped')) out.push({ dir: path.join(dumpDir, e), journal: j });
   }
   return out;
 }

@@ -151,8 +151,11 @@ export class IoScheduler {
         this.o.session.warn('VCV_ERR_IO_POLICY', shares.warning, shares.policy);
       }
       this.previous = { ...shares };
-      this.o.bucket.setRate(dumpActive ? shares.dumpBps : Infinity);
-      if (vm) await this.applyRecovery(vm, shares.recoveryBps);
+      // Nothing gets more than the device: "unlimited" means the device bandwidth (which is what the
+      // disk gives anyway — and what makes a configured slower disk real in benchmarks).
+      const dev = this.o.deviceBps;
+      this.o.bucket.setRate(dumpActive ? Math.min(shares.dumpBps, dev) : Infinity);
+      if (vm) await this.applyRecovery(vm, Math.min(shares.recoveryBps, dev));
       const key = `${Math.round(shares.dumpBps)}|${Math.round(shares.recoveryBps)}|${shares.policy ?? ''}`;
       const tMs = Math.round(this.o.session.elapsedMs());
       if (key !== this.lastRecordedKey || tMs - this.lastRecordAt >= 1000) {

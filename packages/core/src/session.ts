@@ -258,26 +258,31 @@ export class CrashSession {
       await this.prepareDirectory();
       if (this.opts.resume) return await this.runResumed();
       await this.capture();
-      await this.core.hooks.onCrash.promise(this);
-      if (this.mode === 'restart-only') {
-        await this.handOverAll('restart-only: no dump');
-      } else {
-        await this.select();
-        await this.dumpAll();
-        if (this.mode === 'coredump-restart' || this.offline) {
-          await this.handOverAll(this.offline ? 'offline' : 'coredump-restart: dump complete');
-        } else {
-          await this.finishHandover();
-        }
-      }
-      await this.waitForRecovery();
-      this.report.state = 'done';
+      await this.afterCapture();
     } catch (e) {
       await this.fail(e);
     } finally {
       await this.cleanup();
     }
     return this.report;
+  }
+
+  /** Everything after the crashed VM was captured: triage and recovery start, selection, dump, handover. */
+  private async afterCapture(): Promise<void> {
+    await this.core.hooks.onCrash.promise(this);
+    if (this.mode === 'restart-only') {
+      await this.handOverAll('restart-only: no dump');
+    } else {
+      await this.select();
+      await this.dumpAll();
+      if (this.mode === 'coredump-restart' || this.offline) {
+        await this.handOverAll(this.offline ? 'offline' : 'coredump-restart: dump complete');
+      } else {
+        await this.finishHandover();
+      }
+    }
+    await this.waitForRecovery();
+    this.report.state = 'done';
   }
 
   private async prepareDirectory(): Promise<void> {
@@ -315,6 +320,11 @@ export class CrashSession {
       this.report.memory.releasesImmediately = this.backend.releasesImmediately(this.vm);
       if (!this.memorySource) this.memorySource = await this.backend.openMemory(this.vm);
       this.event_('captured', `${cap.cpuNotes.length} CPU note(s)`);
+      // From here the crashed VM's process may be gone: only the journal remembers this crash.
+      if (this.dir) {
+        this.journal = this.newJournal({ state: 'captured', cpuNotes: cap.cpuNotes.map((n) => ({ name: n.name, type: n.type, desc: n.desc.toString('base64') })) });
+        await writeJournal(path.join(this.dir, 'session.json'), this.journal);
+      }
       this.startSampler();
     } else if (this.memorySource) {
       // Offline: reuse CPU notes the image carries (an ELF vmcore's NT_PRSTATUS).
@@ -414,31 +424,59 @@ export class CrashSession {
 
     const writer = await this.createWriter(pages, this.settings.compression);
     if (this.dir) {
-      this.journal = {
-        journalVersion: 1,
-        sessionId: this.id,
-        backend: this.backend?.name ?? 'offline',
-        vm: this.vm,
-        event: this.event,
-        mode: this.mode,
-        dumpFile: this.dumpFile,
-        format: this.settings.format,
+      this.journal = this.newJournal({
         chunkBytes,
         chunks: chunks.map((c) => ({ start: c.range.start, end: c.range.end, selectedPages: c.selectedPages })),
         order: ordered.map((c) => c.index),
-        durable: [],
-        released: [],
         writer: writer.state(),
         state: 'dumping',
-        startedAt: Date.now() - Math.round(this.elapsedMs()),
-      };
+      });
       await writeJournal(path.join(this.dir, 'session.json'), this.journal);
     }
     await this.writeChunks(writer, ordered, new Set());
   }
 
+  private newJournal(fields: Partial<Journal>): Journal {
+    return {
+      journalVersion: 1,
+      sessionId: this.id,
+      backend: this.backend?.name ?? 'offline',
+      vm: this.vm,
+      event: this.event,
+      mode: this.mode,
+      dumpFile: this.dumpFile,
+      format: this.settings.format,
+      chunkBytes: 0,
+      chunks: [],
+      order: [],
+      durable: [],
+      released: [],
+      writer: null,
+      state: 'captured',
+      startedAt: Date.now() - Math.round(this.elapsedMs()),
+      ...fields,
+    };
+  }
+
   private async runResumed(): Promise<CrashReport> {
     const j = this.journal!;
+    if (j.state === 'captured') {
+      // The daemon died after capture, before the dump was laid out: start over from onCrash.
+      this.log.warn('resuming a crash that was captured but not yet dumped');
+      this.event_('resumed', 'captured, not yet dumped');
+      const alive = this.backend?.reattach ? await this.backend.reattach(this.vm).catch(() => false) : false;
+      if (!alive || !this.backend) {
+        this.warn('VCV_ERR_SESSION', 'the crashed VM is gone; nothing could be dumped');
+        this.report.state = 'interrupted';
+        return this.report;
+      }
+      for (const n of j.cpuNotes ?? []) this.notes.push({ name: n.name, type: n.type, desc: Buffer.from(n.desc, 'base64') });
+      this.report.memory.releasesImmediately = this.backend.releasesImmediately(this.vm);
+      this.memorySource = await this.backend.openMemory(this.vm);
+      this.startSampler();
+      await this.afterCapture();
+      return this.report;
+    }
     this.log.warn({ durable: j.durable.length, released: j.released.length, chunks: j.chunks.length }, 'resuming an interrupted session');
     this.event_('resumed', `${j.durable.length}/${j.chunks.length} chunks were durable`);
     const alive = this.backend?.reattach ? await this.backend.reattach(this.vm).catch(() => false) : false;
@@ -507,8 +545,9 @@ export class CrashSession {
           which ^= 1;
           const nxt = blocks[k + 1];
           pending = nxt ? mem.read(nxt.start, bufs[which]!, 0, nxt.end - nxt.start) : null;
-          await this.bucket.take(len, this.signal);
           const r = await writer.writePages(blk.start / PAGE_SIZE, cur.subarray(0, len));
+          // Pace by what reached the disk (compressed, zero pages shared), not by what was read.
+          await this.bucket.take(r.bytesWritten, this.signal);
           cw += r.pages;
           cz += r.zeroPages;
           cb += r.bytesWritten;

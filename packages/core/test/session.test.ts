@@ -22,6 +22,7 @@ import {
   type VmRef,
   type VmHandle,
   type PageSet,
+  findUnfinished,
 } from '@vicover/core';
 
 const PAGE = 4096;
@@ -295,5 +296,38 @@ describe('crash session', () => {
     expect(shares[0]).toMatchObject({ dumpBps: 64 * 1048576, recoveryBps: 12345, policy: 'flat', reason: `test ${100 * 1048576}` });
     // The throttle is lifted when the session ends.
     expect(rec.calls.at(-1)).toBe('throttle:none');
+  });
+
+  it('a crash captured by a daemon that stopped before the dump began is resumed from its journal', async () => {
+    const dumpDir = mkdtempSync(path.join(tmpdir(), 'vcv-captured-'));
+    const config = Vicover.defaultConfig({ mode: 'vicover', dump: { dir: dumpDir, chunkMiB: 4, blockMiB: 1 } });
+    const vm: VmRef = { id: 'vm1', name: 'web1', memoryBytes: 16 * MiB };
+    const mem = guestMemory(16 * MiB);
+    const rec: Recorder = { calls: [], released: [] };
+    // First daemon: stopped right after capture (SIGTERM during triage).
+    const core1 = new Vicover({ config, logger: silentLogger() });
+    await core1.use({ name: 'stopper', apply: (c) => c.hooks.onCrash.tapPromise('stopper', async () => { throw new VcvError('VCV_ERR_ABORTED', 'stopped'); }) });
+    let s1!: CrashSession;
+    s1 = new CrashSession({ core: core1, backend: testBackend(vm, mem, rec, () => s1.directory), event: { vm, at: Date.now(), reason: 'test crash' } });
+    const r1 = await s1.run();
+    expect(r1.state).toBe('interrupted');
+    const unfinished = await findUnfinished(dumpDir);
+    expect(unfinished.map((u) => u.journal.state)).toEqual(['captured']);
+    // Second daemon: resumes — no new capture, the whole walk from onCrash on.
+    const core2 = new Vicover({ config, logger: silentLogger() });
+    await core2.use(filter);
+    await core2.use(strategy(rec));
+    rec.calls.length = 0;
+    let s2!: CrashSession;
+    const backend2 = testBackend(vm, mem, rec, () => s2.directory);
+    backend2.reattach = async () => true;
+    s2 = new CrashSession({ core: core2, backend: backend2, event: unfinished[0]!.journal.event, resume: unfinished[0]! });
+    const r2 = await s2.run();
+    expect(r2.state).toBe('done');
+    expect(rec.calls).not.toContain('capture');
+    expect(rec.calls).toContain('onCrash:strategy');
+    expect(r2.dump.complete).toBe(true);
+    expect(r2.memory.handedOverBytes).toBe(16 * MiB);
+    expect(await findUnfinished(dumpDir)).toEqual([]);
   });
 });

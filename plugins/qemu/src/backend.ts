@@ -13,7 +13,7 @@
  * full memory, boot RAM plus a virtio-mem device whose `requested-size` grows (qom-set) as memory is
  * handed over. See docs/qemu.md and docs/recovery.md.
  */
-import { spawn } from 'node:child_process';
+import { execa } from 'execa';
 import { promises as fsp, openSync, closeSync } from 'node:fs';
 import * as path from 'node:path';
 import { openRawImage } from '@vicover/image';
@@ -529,18 +529,23 @@ export class QemuBackend implements Backend {
       });
       await fh.close();
     }
-    const [cmd, cmdArgs] = this.o.recoveryDiesWithDaemon ? ['setpriv', ['--pdeathsig', 'KILL', '--', def.binary, ...argv]] : [def.binary, argv];
-    const logFd = openSync(qemuLog, 'w', 0o600);
-    let child;
-    try {
-      child = spawn(cmd, cmdArgs, { detached: !this.o.recoveryDiesWithDaemon, stdio: ['ignore', logFd, logFd] });
-    } finally {
-      closeSync(logFd);
-    }
+    const [cmd, cmdArgs]: [string, string[]] = this.o.recoveryDiesWithDaemon ? ['setpriv', ['--pdeathsig', 'KILL', '--', def.binary, ...argv]] : [def.binary, argv];
+    closeSync(openSync(qemuLog, 'w', 0o600)); // a fresh, private log file
+    // A long-running VM: execa without a timeout, not killed when the daemon exits (the recovery VM
+    // is the service), output appended to its log file.
+    const child = execa(cmd, cmdArgs, {
+      detached: !this.o.recoveryDiesWithDaemon,
+      cleanup: false,
+      stdin: 'ignore',
+      stdout: { file: qemuLog, append: true },
+      stderr: { file: qemuLog, append: true },
+      reject: false,
+    });
     let exited: { code: number | null; signal: string | null } | null = null;
     let spawnError: Error | null = null;
     child.once('exit', (code, signal) => (exited = { code, signal }));
     child.once('error', (e) => (spawnError = e));
+    void child.catch(() => undefined);
     child.unref();
     log.info({ bootMiB: bootBytes / MiB, pluggedMiB: plugged / MiB, fullMiB: full / MiB, growable, qmp: qmpPath }, `qemu: starting recovery VM ${opts.name}`);
     // Wait for its QMP socket (or its death: e.g. the disk is still locked).

@@ -1,12 +1,8 @@
 /**
- * External commands (`fallocate`, …): always with a timeout, a kill signal and an optional cancel
- * signal; failures become coded errors carrying the command's short stderr.
- *
- * The style guide asks for execa here; execa 9 is not installed in this workspace (only execa 5 as a
- * lerna dependency), so this is the same contract on node:child_process — swap the body for execa
- * once it is a dependency of this package.
+ * External commands (`fallocate`, …) through execa: always with a timeout, a kill signal and an
+ * optional cancel signal; failures become coded errors carrying the command's short stderr.
  */
-import { execFile } from 'node:child_process';
+import { execa, ExecaError } from 'execa';
 import { VcvError } from '@vicover/errors';
 
 export interface RunOptions {
@@ -25,29 +21,28 @@ function shortText(s: string, max = 400): string {
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
-export function run(cmd: string, args: readonly string[], o: RunOptions = {}): Promise<RunResult> {
+export async function run(cmd: string, args: readonly string[], o: RunOptions = {}): Promise<RunResult> {
   const timeoutMs = o.timeoutMs ?? 30_000;
   const line = [cmd, ...args].join(' ');
-  return new Promise((resolve, reject) => {
-    execFile(
-      cmd,
-      args as string[],
-      { timeout: timeoutMs, killSignal: 'SIGKILL', signal: o.signal, maxBuffer: 16 << 20, encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        if (!err) return resolve({ stdout, stderr });
-        const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: string | number };
-        if (e.code === 'ENOENT') {
-          return reject(new VcvError('VCV_ERR_COMMAND_NOT_FOUND', `${cmd} is not installed (or not on PATH)`, { command: cmd }, { cause: err }));
-        }
-        if (e.name === 'AbortError') {
-          return reject(new VcvError('VCV_ERR_ABORTED', `${line}: cancelled`, { command: cmd }, { cause: err }));
-        }
-        if (e.killed && e.signal === 'SIGKILL') {
-          return reject(new VcvError('VCV_ERR_TIMEOUT', `${line}: no result within ${timeoutMs} ms (killed)`, { command: cmd, timeoutMs }, { cause: err }));
-        }
-        const why = shortText(stderr) || shortText(stdout) || e.message;
-        reject(new VcvError('VCV_ERR_COMMAND_FAILED', `${line} failed (exit ${e.code ?? e.signal}): ${why}`, { command: cmd, exit: e.code }, { cause: err }));
-      },
-    );
-  });
+  try {
+    const r = await execa(cmd, args, {
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+      forceKillAfterDelay: 1000,
+      ...(o.signal ? { cancelSignal: o.signal } : {}),
+      maxBuffer: 16 << 20,
+      stripFinalNewline: false,
+      stdin: 'ignore',
+    });
+    return { stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    if (!(err instanceof ExecaError)) throw err;
+    if (err.code === 'ENOENT') {
+      throw new VcvError('VCV_ERR_COMMAND_NOT_FOUND', `${cmd} is not installed (or not on PATH)`, { command: cmd }, { cause: err });
+    }
+    if (err.isCanceled) throw new VcvError('VCV_ERR_ABORTED', `${line}: cancelled`, { command: cmd }, { cause: err });
+    if (err.timedOut) throw new VcvError('VCV_ERR_TIMEOUT', `${line}: no result within ${timeoutMs} ms (killed)`, { command: cmd, timeoutMs }, { cause: err });
+    const why = shortText(String(err.stderr ?? '')) || shortText(String(err.stdout ?? '')) || err.shortMessage;
+    throw new VcvError('VCV_ERR_COMMAND_FAILED', `${line} failed (exit ${err.exitCode ?? err.signal}): ${why}`, { command: cmd, exit: err.exitCode }, { cause: err });
+  }
 }
