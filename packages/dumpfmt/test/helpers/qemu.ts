@@ -1,10 +1,11 @@
 /**
- * Produce real QEMU dump-guest-memory files (elf, kdump-zlib = flattened) of a small paused guest that
- * ran SeaBIOS for a moment: an independent writer to test our readers against.
+ * Produce real QEMU dump-guest-memory files (elf, kdump-zlib = flattened) of a small guest that never
+ * ran (-S), with known content loaded into its RAM at BLOB_ADDR by QEMU's generic loader device: an
+ * independent writer to test our readers against, with deterministic pages.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -44,17 +45,24 @@ async function qmp(sock: string, cmds: { execute: string; arguments?: object }[]
   return out;
 }
 
-export async function qemuDumps(dir: string, formats = ['elf', 'kdump-zlib']): Promise<Record<string, string>> {
+export const BLOB_ADDR = 0x200000;
+
+export async function qemuDumps(dir: string, blob: Buffer, formats = ['elf', 'kdump-zlib']): Promise<Record<string, string>> {
   const sock = join(dir, 'qmp.sock');
-  const p = spawn(QEMU, ['-accel', 'tcg', '-m', '32M', '-display', 'none', '-nodefaults', '-no-user-config', '-qmp', `unix:${sock},server=on,wait=off`], { stdio: 'ignore' });
+  const blobFile = join(dir, 'blob.bin');
+  writeFileSync(blobFile, blob);
+  const p = spawn(
+    QEMU,
+    ['-accel', 'tcg', '-m', '32M', '-S', '-display', 'none', '-nodefaults', '-no-user-config', '-device', `loader,file=${blobFile},addr=${BLOB_ADDR},force-raw=on`, '-qmp', `unix:${sock},server=on,wait=off`],
+    { stdio: 'ignore' },
+  );
   try {
-    for (let i = 0; i < 100 && !existsSync(sock); i++) await sleep(50);
-    await sleep(700); // let SeaBIOS write something into RAM
+    for (let i = 0; i < 200 && !existsSync(sock); i++) await sleep(50);
     const files: Record<string, string> = {};
-    const cmds = [{ execute: 'stop' }];
+    const cmds: { execute: string; arguments?: object }[] = [];
     for (const f of formats) {
       files[f] = join(dir, `qemu.${f}`);
-      cmds.push({ execute: 'dump-guest-memory', arguments: { paging: false, protocol: `file:${files[f]}`, format: f } } as never);
+      cmds.push({ execute: 'dump-guest-memory', arguments: { paging: false, protocol: `file:${files[f]}`, format: f } });
     }
     const res = await qmp(sock, [...cmds, { execute: 'quit' }]);
     for (const r of res) if ((r as { error?: unknown }).error) throw new Error(`QMP: ${JSON.stringify(r)}`);
