@@ -256,21 +256,23 @@ export function renderReportSvg(r: CrashReport, o: TimelineSvgOptions = {}): str
       body.push(draw(y));
       y += RH + 6;
     };
-    /** A bar with its label inside when it fits, otherwise beside it. */
-    const bar = (x0: number, x1: number, top: number, fill: string, label: string, title: string, light: boolean) => {
+    /**
+     * A bar with the first of `labels` that fits inside it; when none fits and the track is free to
+     * the right (`beside`), the first label goes there. Otherwise the bar keeps only its tooltip.
+     */
+    const bar = (x0: number, x1: number, top: number, fill: string, labels: string[], title: string, light: boolean, beside = false) => {
       const w = Math.max(1.5, x1 - x0);
       const out = [`<rect x="${n(x0)}" y="${top}" width="${n(w)}" height="${RH}" fill="${fill}"><title>${esc(title, 400)}</title></rect>`];
-      const lw = tw(label);
-      if (w >= lw + 10) out.push(`<text x="${n(x0 + w / 2)}" y="${top + 14}" text-anchor="middle" class="${light ? 'vcv-bar-label vcv-halo' : 'vcv-bar-label-inv'}">${esc(label, 200)}</text>`);
-      else if (x0 + w + 6 + lw <= xMax) out.push(`<text x="${n(x0 + w + 6)}" y="${top + 14}" class="vcv-bar-label vcv-halo">${esc(label, 200)}</text>`);
-      else out.push(`<text x="${n(x0 - 6)}" y="${top + 14}" text-anchor="end" class="vcv-bar-label vcv-halo">${esc(label, 200)}</text>`);
+      const inside = labels.find((l) => tw(l) + 10 <= w);
+      if (inside !== undefined) out.push(`<text x="${n(x0 + w / 2)}" y="${top + 14}" text-anchor="middle" class="${light ? 'vcv-bar-label vcv-halo' : 'vcv-bar-label-inv'}">${esc(inside, 200)}</text>`);
+      else if (beside && labels[0] && x0 + w + 6 + tw(labels[0]) <= xMax) out.push(`<text x="${n(x0 + w + 6)}" y="${top + 14}" class="vcv-bar-label vcv-halo">${esc(labels[0], 200)}</text>`);
       return out.join('');
     };
     const rec = f.recovery.recoveredAtMs;
     row('Service', (top) => {
       const downEnd = rec ?? endMs;
-      let s = bar(x(0), x(downEnd), top, `url(#${P}-hatch-down)`, rec !== null ? `DOWN ${fmtMs(rec)}` : 'DOWN — not back within the session', rec !== null ? `service down from the crash to ${fmtMs(rec)}` : 'service down: not back within the session', true);
-      if (rec !== null) s += bar(x(rec), xMax, top, COLORS.up, 'UP', `service up from ${fmtMs(rec)} (health check: ${f.recovery.check ?? 'n/a'})`, false);
+      let s = bar(x(0), x(downEnd), top, `url(#${P}-hatch-down)`, rec !== null ? [`DOWN ${fmtMs(rec)}`, 'DOWN'] : ['DOWN — not back within the session', 'DOWN'], rec !== null ? `service down from the crash to ${fmtMs(rec)}` : 'service down: not back within the session', true, rec === null);
+      if (rec !== null) s += bar(x(rec), xMax, top, COLORS.up, ['UP'], `service up from ${fmtMs(rec)} (health check: ${f.recovery.check ?? 'n/a'})`, false);
       return s;
     });
     row('Crashed VM', (top) => {
@@ -279,7 +281,7 @@ export function renderReportSvg(r: CrashReport, o: TimelineSvgOptions = {}): str
       const end = destroyed?.tMs ?? memEnd ?? endMs;
       const how = r.mode === 'vicover' && f.memory.handover === 'chunked' ? 'gives memory back chunk by chunk' : 'holds all its memory';
       const label = destroyed ? `${how}; destroyed at ${fmtMs(destroyed.tMs)}` : r.backend === 'offline' ? 'offline dump: no VM' : `${how}; not destroyed`;
-      return bar(x(0), x(end), top, COLORS.crashed, label, `crashed VM ${r.vm.name}: ${label}`, true);
+      return bar(x(0), x(end), top, COLORS.crashed, [label, destroyed ? `destroyed at ${fmtMs(destroyed.tMs)}` : how], `crashed VM ${r.vm.name}: ${label}`, true, true);
     });
     row('Dump', (top) => {
       if (!f.dump.present) return `<text x="${L + 8}" y="${top + 14}" class="vcv-note">${r.mode === 'restart-only' ? 'no dump (restart-only)' : 'no dump written'}</text>`;
@@ -287,15 +289,15 @@ export function renderReportSvg(r: CrashReport, o: TimelineSvgOptions = {}): str
       const e = r.dump.finishedAtMs ?? endMs;
       const dur = fmtSeconds(r.dump.seconds ?? (e - s) / 1000);
       return r.dump.complete
-        ? bar(x(s), x(e), top, COLORS.dump, `writing ${dur} — complete ✓`, `dump written from ${fmtMs(s)} to ${fmtMs(e)}: complete`, false)
-        : bar(x(s), x(e), top, `url(#${P}-hatch-down)`, `writing ${dur} — INCOMPLETE ✗`, `dump written from ${fmtMs(s)} to ${fmtMs(e)}: INCOMPLETE`, true);
+        ? bar(x(s), x(e), top, COLORS.dump, [`writing ${dur} — complete ✓`, `${dur} ✓`, '✓'], `dump written from ${fmtMs(s)} to ${fmtMs(e)}: complete`, false, true)
+        : bar(x(s), x(e), top, `url(#${P}-hatch-down)`, [`writing ${dur} — INCOMPLETE ✗`, `${dur} INCOMPLETE ✗`, '✗'], `dump written from ${fmtMs(s)} to ${fmtMs(e)}: INCOMPLETE`, true, true);
     });
     row('Recovery VM', (top) => {
       const st = f.recovery.startedAtMs;
       if (st === null) return `<text x="${L + 8}" y="${top + 14}" class="vcv-note">no recovery VM started</text>`;
       const name = f.recovery.vm ?? 'recovery VM';
-      let s = bar(x(st), x(rec ?? endMs), top, `url(#${P}-hatch-boot)`, rec !== null ? 'booting' : 'booting — never healthy', `${name} started at ${fmtMs(st)}`, true);
-      if (rec !== null) s += bar(x(rec), xMax, top, COLORS.recovery, `healthy${f.recovery.check ? ` (${f.recovery.check})` : ''}`, `${name} healthy at ${fmtMs(rec)}`, true);
+      let s = bar(x(st), x(rec ?? endMs), top, `url(#${P}-hatch-boot)`, rec !== null ? ['booting', 'boot'] : ['booting — never healthy', 'booting'], `${name} started at ${fmtMs(st)}`, true, rec === null);
+      if (rec !== null) s += bar(x(rec), xMax, top, COLORS.recovery, [`healthy${f.recovery.check ? ` (${f.recovery.check})` : ''}`, 'healthy', '✓'], `${name} healthy at ${fmtMs(rec)}`, true);
       return s;
     });
     y += 10;
@@ -313,7 +315,9 @@ export function renderReportSvg(r: CrashReport, o: TimelineSvgOptions = {}): str
       'Pages dumped',
       [
         {
-          label: `pages processed: ${fmtCount(lastWritten)} of ${fmtCount(selected)} selected${zero > 0 ? ` (${fmtCount(zero)} all-zero pages dropped)` : ''}${r.dump.complete ? '' : ' — the dump stopped early'}`,
+          label: pts.length
+            ? `pages processed: ${fmtCount(lastWritten)} of ${fmtCount(selected)} selected${zero > 0 ? ` (${fmtCount(zero)} all-zero pages dropped)` : ''}${r.dump.complete ? '' : ' — the dump stopped early'}`
+            : 'pages processed',
           swatch: boxSwatch(COLORS.dumpBg, COLORS.dump),
         },
       ],
@@ -339,24 +343,37 @@ export function renderReportSvg(r: CrashReport, o: TimelineSvgOptions = {}): str
   {
     const mem = clean(r.timeline.memory);
     const hand = clean(r.timeline.handover);
+    const peakLabel = `peak ${fmtBytes(f.memory.peakBytes)} = ${pct(f.memory.peakBytes, f.memory.budgetBytes)} of budget${f.memory.overBudget ? ' — OVER BUDGET' : ''} ▼`;
     header('Memory', [
       { label: 'crashed VM (host)', swatch: boxSwatch(COLORS.crashed) },
       { label: 'recovery VM (host)', swatch: boxSwatch(`url(#${P}-hatch-rec)`, COLORS.recovery) },
       { label: 'handed over', swatch: lineSwatch('vcv-line-handover') },
       { label: 'guest RAM', swatch: lineSwatch('vcv-line-guest') },
       { label: 'budget', swatch: lineSwatch('vcv-line-budget') },
-    ]);
+    ], f.memory.peakBytes > 0 ? peakLabel : undefined);
     const h = 130;
     const maxStack = Math.max(0, ...mem.map((m) => m.crashedBytes + m.recoveryBytes));
     const a = bytesAxis(Math.max(f.memory.budgetBytes, f.memory.peakBytes, f.memory.guestBytes, maxStack, f.memory.handedOverBytes) * 1.04);
     const yv = (v: number) => y + h - (Math.min(Math.max(0, v), a.max) / a.max) * h;
     body.push(yAxis(y, h, a));
     if (mem.length) {
-      const t = thin(mem, x, [(m) => m.crashedBytes, (m) => m.recoveryBytes]);
-      const top1 = t.map((m) => `${n(x(m.tMs))},${n(yv(m.crashedBytes))}`);
-      const top2 = t.map((m) => `${n(x(m.tMs))},${n(yv(m.crashedBytes + m.recoveryBytes))}`);
-      const x0 = n(x(t[0]!.tMs));
-      const x1 = n(x(t.at(-1)!.tMs));
+      // Samples are drawn as sample-and-hold steps (the value as last measured). The crashed VM holds
+      // nothing once it is destroyed (an event, not a guess), so its area ends there.
+      const destroyedAt = events.find((e) => e.event === 'crashed-vm-destroyed')?.tMs;
+      const held = thin(mem, x, [(m) => m.crashedBytes, (m) => m.recoveryBytes]).map((m) => ({ ...m }));
+      if (destroyedAt !== undefined) {
+        for (const m of held) if (m.tMs >= destroyedAt) m.crashedBytes = 0;
+        const i = held.findIndex((m) => m.tMs > destroyedAt);
+        if (i > 0) held.splice(i, 0, { tMs: destroyedAt, crashedBytes: 0, recoveryBytes: held[i - 1]!.recoveryBytes });
+      }
+      // The last measurement holds until the session's end (sampling stops with the session).
+      const last = held.at(-1)!;
+      if (last.tMs < endMs) held.push({ ...last, tMs: endMs, crashedBytes: destroyedAt !== undefined && endMs >= destroyedAt ? 0 : last.crashedBytes });
+      const stepPts = (v: (m: (typeof held)[number]) => number) => held.flatMap((m, i) => (i === 0 ? [`${n(x(m.tMs))},${n(yv(v(m)))}`] : [`${n(x(m.tMs))},${n(yv(v(held[i - 1]!)))}`, `${n(x(m.tMs))},${n(yv(v(m)))}`]));
+      const top1 = stepPts((m) => m.crashedBytes);
+      const top2 = stepPts((m) => m.crashedBytes + m.recoveryBytes);
+      const x0 = n(x(held[0]!.tMs));
+      const x1 = n(x(held.at(-1)!.tMs));
       body.push(`<path d="M${x0},${n(yv(0))}L${top1.join('L')}L${x1},${n(yv(0))}Z" fill="${COLORS.crashed}" fill-opacity="0.75"><title>host memory the crashed VM holds (sampled ${mem.length} times)</title></path>`);
       body.push(`<path d="M${top2.join('L')}L${[...top1].reverse().join('L')}Z" fill="url(#${P}-hatch-rec)"><title>host memory the recovery VM holds, stacked on the crashed VM's</title></path>`);
       body.push(`<path d="M${top2.join('L')}" class="vcv-line-stack"/>`);
@@ -382,8 +399,12 @@ export function renderReportSvg(r: CrashReport, o: TimelineSvgOptions = {}): str
     if (!mem.length && !hand.length) body.push(`<text x="${L + 10}" y="${y + h / 2}" class="vcv-note vcv-halo">no host memory samples and no handover recorded</text>`);
     else if (!mem.length) body.push(`<text x="${L + 10}" y="${y + 16}" class="vcv-note vcv-halo">no host memory samples (the backend did not report allocations)</text>`);
     if (f.memory.peakBytes > 0) {
-      const yy = yv(f.memory.peakBytes);
-      body.push(`<text x="${L + 6}" y="${n(Math.max(y + 11, yy - 4))}" class="vcv-note vcv-halo">peak ${fmtBytes(f.memory.peakBytes)} (${pct(f.memory.peakBytes, f.memory.budgetBytes)} of budget)${f.memory.overBudget ? ' — OVER BUDGET' : ''}</text>`);
+      // The peak's words are in the lane's header; in the plot, a ▼ marks the sample it was measured at.
+      const at = mem.find((m) => m.crashedBytes + m.recoveryBytes === f.memory.peakBytes);
+      if (at) {
+        const yy = yv(f.memory.peakBytes);
+        body.push(`<path d="M${n(x(at.tMs) - 5)},${n(yy - 9)}h10l-5,7z" class="${f.memory.overBudget ? 'vcv-ev-bad' : 'vcv-peak'}"><title>${esc(peakLabel)} at ${fmtMs(at.tMs)}</title></path>`);
+      }
     }
     y += h + 16;
   }
@@ -501,6 +522,7 @@ export function renderReportSvg(r: CrashReport, o: TimelineSvgOptions = {}): str
 .vcv-timeline .vcv-ev-good{fill:${COLORS.up};stroke:#fff}
 .vcv-timeline .vcv-ev-bad{stroke:${COLORS.down};stroke-width:3;fill:none}
 .vcv-timeline .vcv-hit{fill:transparent}
+.vcv-timeline .vcv-peak{fill:${COLORS.ink}}
 .vcv-timeline path[class^="vcv-line"],.vcv-timeline line[class^="vcv-line"]{fill:none;stroke-width:2.25}
 .vcv-timeline .vcv-line-dump{stroke:${COLORS.dump}}
 .vcv-timeline .vcv-line-recovery{stroke:${COLORS.recovery};stroke-dasharray:7 4}

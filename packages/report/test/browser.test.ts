@@ -5,7 +5,7 @@
  * figures are there, hostile guest text stayed text). The vicover-mode screenshot is kept as
  * docs/img/report-vicover.png when VICOVER_UPDATE_DOCS=1.
  */
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,6 +103,7 @@ describe.concurrent('the HTML report in headless Chromium', () => {
     for (const colour of c.colours) expect(stats.counts[colour], `${colour} pixels`).toBeGreaterThan(300);
     if (name === 'vicover' && process.env.VICOVER_UPDATE_DOCS === '1') {
       const docs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../docs/img/report-vicover.png');
+      mkdirSync(path.dirname(docs), { recursive: true });
       copyFileSync(png, docs);
     }
   });
