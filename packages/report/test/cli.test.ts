@@ -56,8 +56,8 @@ describe('vicover report', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
-  it('--json prints the figures for machines', async () => {
-    const r = await vicover(['report', reportFile, '--json']);
+  it('--json prints the figures for machines; a session directory stands for its report.json', async () => {
+    const r = await vicover(['report', path.dirname(reportFile), '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.file).toBe(reportFile);

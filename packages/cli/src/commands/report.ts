@@ -13,14 +13,22 @@ export function registerReportCommand(program: Command, ctx: Ctx): void {
   program
     .command('report')
     .description('check a crash report (report.json), print its key figures, and render it as a self-contained HTML page with a timeline')
-    .argument('<report>', 'report.json of a crash session (in the dump directory, next to the dump)')
+    .argument('<report>', 'report.json of a crash session, or its session directory (under dump.dir, next to the dump)')
     .option('--html <out>', 'write the HTML page here (created 0600; replaced if it exists)')
     .option('--json', 'print the key figures as JSON instead of text')
-    .action(async (file: string, opts: { html?: string; json?: boolean }) => {
+    .action(async (arg: string, opts: { html?: string; json?: boolean }) => {
       try {
-        const st = await fsp.stat(file).catch((e) => {
+        let file = arg;
+        let st = await fsp.stat(file).catch((e) => {
           throw wrapError(e, 'VCV_ERR_IO', `cannot read ${file}`, { file });
         });
+        // A session directory stands for the report.json in it.
+        if (st.isDirectory()) {
+          file = path.join(arg, 'report.json');
+          st = await fsp.stat(file).catch((e) => {
+            throw wrapError(e, 'VCV_ERR_IO', `${arg} is a directory without a report.json`, { file });
+          });
+        }
         if (!st.isFile()) throw new VcvError('VCV_ERR_FORMAT_UNKNOWN', `${file} is not a file (expected a report.json)`, { file });
         if (st.size > MAX_REPORT_BYTES) throw new VcvError('VCV_ERR_FORMAT_UNKNOWN', `${file} is ${st.size} bytes: too large for a crash report`, { file });
         const text = await fsp.readFile(file, 'utf8').catch((e) => {
