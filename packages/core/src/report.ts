@@ -51,12 +51,18 @@ export interface CrashReport {
     handedOverBytes: number;
     releasesImmediately: boolean;
   };
+  /** The I/O setup: configured device bandwidth (bytes/s, null = not configured) and scheduler tick. */
+  io: { deviceBps: number | null; tickMs: number };
+  /** Guest page size in bytes. */
+  pageSize: number;
   timeline: {
     dump: (TimelinePoint & { pagesWritten: number; bytesWritten: number })[];
     handover: (TimelinePoint & { handedOverBytes: number })[];
     shares: (TimelinePoint & { dumpBps: number | null; recoveryBps: number | null; policy?: string; reason?: string })[];
     memory: (TimelinePoint & { crashedBytes: number; recoveryBytes: number })[];
     recoveryIo: (TimelinePoint & { readBps: number; writeBps: number })[];
+    /** The dump writer's achieved rate per scheduler tick (bytes/s to disk). */
+    dumpIo: (TimelinePoint & { writeBps: number })[];
     events: (TimelinePoint & { event: string; detail?: string })[];
   };
   warnings: { code: string; message: string; plugin?: string }[];

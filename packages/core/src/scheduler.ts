@@ -27,6 +27,7 @@ export interface IoSchedulerOptions {
   memoryTotal: number;
   onShares(s: IoShares, tMs: number): void;
   onRecoveryIo(readBps: number, writeBps: number, tMs: number): void;
+  onDumpIo(writeBps: number, tMs: number): void;
   log: Logger;
 }
 
@@ -116,6 +117,7 @@ export class IoScheduler {
         }
       }
       const dumpActive = this.o.dumpActive();
+      if (dumpActive) this.o.onDumpIo(Math.round(dumpRate), Math.round(this.o.session.elapsedMs()));
       const state: IoState = {
         sessionId: this.o.session.id,
         elapsedMs: this.o.session.elapsedMs(),

@@ -155,7 +155,9 @@ export class CrashSession {
       serviceDowntimeSeconds: null,
       totalSeconds: null,
       memory: { totalBytes: this.vm.memoryBytes, budgetBytes: this.vm.memoryBytes + margin, marginBytes: margin, peakBytes: 0, handedOverBytes: 0, releasesImmediately: true },
-      timeline: { dump: [], handover: [], shares: [], memory: [], recoveryIo: [], events: [] },
+      io: { deviceBps: opts.core.config.io.bandwidthMiBps ? opts.core.config.io.bandwidthMiBps * MiB : null, tickMs: opts.core.config.io.tickMs },
+      pageSize: PAGE_SIZE,
+      timeline: { dump: [], handover: [], shares: [], memory: [], recoveryIo: [], dumpIo: [], events: [] },
       warnings: [],
       extra: {},
       state: 'running',
@@ -222,6 +224,13 @@ export class CrashSession {
     this.report.recovery.startedAtMs = Math.round(this.elapsedMs());
     if (info.initialBytes !== undefined) this.report.recovery.initialBytes = info.initialBytes;
     this.event_('recovery-started', vm.name);
+    void this.sampleMemory();
+  }
+
+  /** A recovery strategy records a resize of the recovery VM (timeline event + memory sample). */
+  recoveryResized(bytes: number): void {
+    this.event_('recovery-resized', `${Math.round(bytes / MiB)} MiB`);
+    void this.sampleMemory();
   }
 
   get recovery(): VmHandle | null {
@@ -247,6 +256,8 @@ export class CrashSession {
     } catch (e) {
       this.warn(isVcvError(e) ? e.code : 'VCV_ERR_HOOK_FAILED', (e as Error).message, isVcvError(e) ? (e.details.plugin as string) : undefined);
     }
+    // Recovered after the session stopped waiting (timeout): the report on disk must say so too.
+    if (this.finished) await this.writeReport().catch((e) => this.log.warn({ err: e }, 'cannot rewrite report.json'));
   }
 
   // ── the walk ────────────────────────────────────────────────────────────────
@@ -352,7 +363,7 @@ export class CrashSession {
       full.excludeZero = (level & 1) !== 0;
       pages = await this.core.hooks.selectPages.promise(full, this);
       this.checkPageSet(pages, full);
-      if (!this.core.hooks.selectPages.isUsed() && level > 1) {
+      if (!hasTaps(this.core.hooks.selectPages) && level > 1) {
         this.warn('VCV_ERR_INTROSPECTION', `no page filter plugin is loaded: dumping all RAM pages (level ${level} asks for filtering)`);
       }
     }
@@ -607,6 +618,7 @@ export class CrashSession {
       await writeJournal(path.join(this.dir, 'session.json'), this.journal);
     }
     const bytes = chunk.range.end - chunk.range.start;
+    await this.sampleMemory();
     if (this.report.memory.releasesImmediately) await this.handOver(bytes, freedBytes, chunk.range, info, false);
   }
 
@@ -626,6 +638,7 @@ export class CrashSession {
       throw wrapError(e, 'VCV_ERR_BACKEND', `backend ${this.backend!.name}: destroying the crashed VM failed`);
     });
     this.event_('crashed-vm-destroyed', why);
+    await this.sampleMemory();
     await this.handOver(this.vm.memoryBytes - this.handedOverBytes, before, null, null, true);
   }
 
@@ -638,7 +651,7 @@ export class CrashSession {
   private async waitForRecovery(): Promise<void> {
     if (this.offline || !this.backend) return;
     if (this.report.totalSeconds === null && this.mode !== 'vicover') this.report.totalSeconds = this.elapsedMs() / 1000;
-    if (!this.recoveryVm && !this.core.hooks.onMemoryReclaimed.isUsed() && !this.core.hooks.onCrash.isUsed()) return;
+    if (!this.recoveryVm && !hasTaps(this.core.hooks.onMemoryReclaimed) && !hasTaps(this.core.hooks.onCrash)) return;
     const timeoutMs = this.core.config.sessions.recoveryTimeoutSec * 1000;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), Math.max(0, timeoutMs - this.elapsedMs()))));
@@ -684,7 +697,7 @@ export class CrashSession {
   private startScheduler(ordered: readonly Chunk[], done: Set<number>): void {
     if (this.offline || this.scheduler) return;
     const io = this.core.config.io;
-    if (!this.core.hooks.scheduleIo.isUsed()) return;
+    if (!hasTaps(this.core.hooks.scheduleIo)) return;
     if (!io.bandwidthMiBps) {
       this.warn('VCV_ERR_CONFIG_INVALID', 'an I/O policy is loaded but io.bandwidthMiBps is not set: I/O is not scheduled');
       return;
@@ -707,10 +720,14 @@ export class CrashSession {
       onShares: (s: IoShares, tMs: number) =>
         this.report.timeline.shares.push({ tMs, dumpBps: finiteOrNull(s.dumpBps), recoveryBps: finiteOrNull(s.recoveryBps), policy: s.policy, reason: s.reason }),
       onRecoveryIo: (readBps: number, writeBps: number, tMs: number) => this.report.timeline.recoveryIo.push({ tMs, readBps, writeBps }),
+      onDumpIo: (writeBps: number, tMs: number) => this.report.timeline.dumpIo.push({ tMs, writeBps }),
       log: this.log,
     });
     this.scheduler.start();
   }
+
+  /** Sample host memory now (also called at every release, start and destroy, so steps are exact). */
+  private sampleMemory: () => Promise<void> = async () => undefined;
 
   private startSampler(): void {
     if (!this.backend || this.sampler) return;
@@ -729,10 +746,13 @@ export class CrashSession {
         busy = false;
       }
     };
+    this.sampleMemory = sample;
     void sample();
     this.sampler = setInterval(() => void sample(), 250);
     this.sampler.unref();
   }
+
+  private finished = false;
 
   private async cleanup(): Promise<void> {
     this.scheduler?.stop();
@@ -752,6 +772,7 @@ export class CrashSession {
         this.log.error({ err: e, report: this.report }, `cannot write report.json (${(e as Error).message}); the report is in this log line`);
       });
     }
+    this.finished = true;
     this.log.info({ report: this.dir ? path.join(this.dir, 'report.json') : undefined }, summaryLine(this.report));
   }
 
@@ -772,6 +793,11 @@ export class CrashSession {
     }
     return file;
   }
+}
+
+/** tapable's isUsed() is true as soon as an interceptor exists (the core installs one on every hook). */
+function hasTaps(hook: { taps: readonly unknown[] }): boolean {
+  return hook.taps.length > 0;
 }
 
 function fmtRange(r: PhysRange): string {

@@ -126,7 +126,7 @@ class SharedFs {
       throw isVcvError(e) ? e : new VcvError('VCV_ERR_RECOVERY', `shared-fs: growing ${st.vm!.name} failed: ${(e as Error).message}`, {}, { cause: e });
     });
     st.memoryBytes = target;
-    s.event_('recovery-grown', `${Math.round(target / MiB)} MiB`);
+    s.recoveryResized(target);
     this.log.debug({ vm: s.vm.name, memoryMiB: Math.round(target / MiB), handedOverMiB: Math.round(r.handedOverBytes / MiB) }, 'recovery VM grown');
   }
 
