@@ -58,7 +58,7 @@ export const codes = {
   VCV_ERR_PROVIDER_CONFLICT: c('Two plugins registered the same provider (backend, I/O policy, recovery strategy).', exitCodes.config),
 
   // ── dump formats (kdump-compressed, ELF) ────────────────────────────────
-  VCV_ERR_FORMAT_UNKNOWN: c('The file is not a dump format Vicover reads (no kdump, flattened or ELF signature).', exitCodes.dataErr),
+  VCV_ERR_FORMAT_UNKNOWN: c('The file is not a format Vicover reads (no kdump, flattened or ELF signature; not a crash report).', exitCodes.dataErr),
   VCV_ERR_FORMAT_TRUNCATED: c('The file ends before a structure it declares (cut short).', exitCodes.dataErr),
   VCV_ERR_FORMAT_INVALID: c('A header field holds an impossible value (bad size, offset out of the file, overlapping tables).', exitCodes.dataErr),
   VCV_ERR_FORMAT_UNSUPPORTED: c('The file uses a feature this reader does not implement (compression, endianness, class).', exitCodes.dataErr),
