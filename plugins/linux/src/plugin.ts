@@ -106,6 +106,7 @@ export interface LinuxSessionState {
   /** Why the kernel could not be introspected (then selectPages falls back). */
   error?: VcvError;
   triage?: { panicLine?: string; lastLines: string[]; records: number; ms: number };
+  /** The last classification's figures (its `excluded` bitmap is applied to the page set and not kept: empty). */
   classification?: ClassifyResult;
 }
 
@@ -248,7 +249,6 @@ export async function linuxSelectPages(pages: PageSet, session: LinuxSessionLike
     if (isVcvError(e, 'VCV_ERR_ABORTED')) throw e;
     return fallback(toVcv(e, 'page classification failed'));
   }
-  state.classification = r;
   const dump = pages.dump as PageSet['dump'] & { bytes?: Uint8Array };
   if (dump.bytes instanceof Uint8Array && dump.size === pages.maxPfn) {
     // dumpfmt's Bitmap: same bit order, clear in bulk.
@@ -257,6 +257,9 @@ export async function linuxSelectPages(pages: PageSet, session: LinuxSessionLike
   } else {
     applyExclusions(dump, r.excluded);
   }
+  // Keep the figures, not the bitmap: it is in `pages.dump` now, and it is maxPfn/8 bytes (32 MiB for
+  // a 1 TiB guest) the session would otherwise hold until its end.
+  state.classification = { ...r, excluded: new Uint8Array(0) };
   const ex = pages.excluded;
   const add = (k: string, v: number) => {
     if (v > 0 || k in ex) ex[k] = (ex[k] ?? 0) + v;

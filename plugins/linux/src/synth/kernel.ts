@@ -15,7 +15,7 @@ import { encodeStructPage, flagsOf, pageLayoutFromVmcoreinfo, type PageLayout, t
 import { SECTION_HAS_MEM_MAP, SECTION_MARKED_PRESENT } from '../mem-section.js';
 import { Vmcoreinfo, VMCOREINFO_NOTE_NAME } from '../vmcoreinfo.js';
 import { printkLayout, type PrintkLayout } from '../printk.js';
-import { PhysAllocator, SyntheticMemory } from './memory.js';
+import { PhysAllocator, SyntheticMemory, type SyntheticRam } from './memory.js';
 import { PageTableBuilder } from './pagetables.js';
 
 /** SIZE/OFFSET/LENGTH/NUMBER lines of Debian's 6.1.0-56-amd64 VMCOREINFO (4-level; 5-level differs in two). */
@@ -88,8 +88,13 @@ export interface SyntheticKernelOptions {
   readonly osrelease?: string;
   /** Replace or add VMCOREINFO lines (value undefined removes the line). */
   readonly vmcoreinfo?: Readonly<Record<string, string | undefined>>;
-  /** Initial struct page of every RAM pfn (default: a reserved-like page, _mapcount −1, _refcount 1). */
-  readonly defaultPage?: StructPageFields;
+  /**
+   * Initial struct page of every RAM pfn (default: a reserved-like page, _mapcount −1, _refcount 1);
+   * null: none is written (the caller writes every struct page itself, e.g. for huge guests).
+   */
+  readonly defaultPage?: StructPageFields | null;
+  /** Where guest RAM lives (default: a new in-memory SyntheticMemory covering [0, ramBytes)). */
+  readonly memory?: SyntheticRam;
   /** printk ring: log2(descriptors) and log2(text bytes) (defaults 6, 13). */
   readonly printkCountBits?: number;
   readonly printkSizeBits?: number;
@@ -110,7 +115,7 @@ const PRB_DESC_FINALIZED = 2n;
 const DESC_ID_MASK = (1n << 62n) - 1n;
 
 export class SyntheticKernel {
-  readonly mem: SyntheticMemory;
+  readonly mem: SyntheticRam;
   readonly alloc: PhysAllocator;
   readonly pt: PageTableBuilder;
   readonly info: Vmcoreinfo;
@@ -141,7 +146,7 @@ export class SyntheticKernel {
     }
     this.levels = opts.levels ?? 4;
     const l5 = this.levels === 5;
-    this.mem = new SyntheticMemory([{ start: 0, end: ram }]);
+    this.mem = opts.memory ?? new SyntheticMemory([{ start: 0, end: ram }]);
     const physBase = opts.physBase ?? 0n;
     const kernelOffset = opts.kernelOffset ?? 0n;
     this.directMap = l5 ? 0xff11000000000000n : 0xffff888000000000n;
@@ -294,8 +299,10 @@ export class SyntheticKernel {
     if (opts.vmcoreinfoNote) this.mem.notes.push(this.info.toNote());
 
     // Every RAM pfn gets the default struct page.
-    const def = opts.defaultPage ?? { mapcount: -1, refcount: 1, flags: 1n << 10n /* PG_reserved */ };
-    this.fillPages(0, ram / PAGE_SIZE, def);
+    if (opts.defaultPage !== null) {
+      const def = opts.defaultPage ?? { mapcount: -1, refcount: 1, flags: 1n << 10n /* PG_reserved */ };
+      this.fillPages(0, ram / PAGE_SIZE, def);
+    }
   }
 
   private writeIds(): void {

@@ -7,7 +7,24 @@ import { VcvError } from '@vicover/errors';
 
 const CHUNK = 2 * 1024 * 1024;
 
-export class SyntheticMemory implements MemorySource {
+/**
+ * What the synthetic-guest builders (SyntheticKernel, PageTableBuilder) write through: RAM they can
+ * fill and read back. SyntheticMemory keeps it in process memory; the simulated host supplies a
+ * file-backed one, so guests far larger than the host's memory can be built the same way.
+ */
+export interface SyntheticRam extends MemorySource {
+  readonly notes: ElfNote[];
+  write(gpa: number, bytes: Uint8Array): void;
+  /** A DataView onto [gpa, gpa + length) for bulk writes; the span must lie within one 2 MiB-aligned chunk. */
+  viewOf(gpa: number, length: number): DataView;
+  writeU64(gpa: number, v: bigint): void;
+  writeU32(gpa: number, v: number): void;
+  writeU16(gpa: number, v: number): void;
+  writeU8(gpa: number, v: number): void;
+  readU64(gpa: number): bigint;
+}
+
+export class SyntheticMemory implements SyntheticRam {
   readonly ranges: readonly PhysRange[];
   readonly maxPfn: number;
   notes: ElfNote[] = [];

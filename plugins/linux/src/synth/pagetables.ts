@@ -5,7 +5,7 @@
  */
 import { VcvError } from '@vicover/errors';
 import { PAGE_SIZE, PTE_PRESENT, PTE_PSE, SIZE_1G, SIZE_2M } from '../paging.js';
-import type { PhysAllocator, SyntheticMemory } from './memory.js';
+import type { PhysAllocator, SyntheticRam } from './memory.js';
 
 export type LeafSize = typeof PAGE_SIZE | typeof SIZE_2M | typeof SIZE_1G;
 const PTE_RW = 0x2;
@@ -18,7 +18,7 @@ export class PageTableBuilder {
   readonly rootPa: number;
 
   constructor(
-    private readonly mem: SyntheticMemory,
+    private readonly mem: SyntheticRam,
     private readonly alloc: PhysAllocator,
     readonly levels: 4 | 5,
     readonly smeMask = 0n,
