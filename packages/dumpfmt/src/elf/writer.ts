@@ -61,6 +61,8 @@ export interface ElfWriterOptions {
   /** p_vaddr of PT_LOADs: 'phys' (= p_paddr, default) or 'zero'. */
   vaddr?: 'phys' | 'zero';
   overwrite?: boolean;
+  /** The caller hands `dump` over and never changes it afterwards: no copy (see KdumpWriterOptions). */
+  adoptBitmaps?: boolean;
 }
 
 export interface ElfCheckpoint {
@@ -202,7 +204,7 @@ export class ElfWriter {
     const p = ElfWriter.plan(opts);
     const ram = opts.ram.size === opts.maxPfn ? opts.ram : Bitmap.from(opts.ram.bytes, opts.maxPfn);
     void ram;
-    const dump = opts.dump.size === opts.maxPfn ? opts.dump.clone() : Bitmap.from(opts.dump.bytes, opts.maxPfn);
+    const dump = opts.dump.size === opts.maxPfn ? (opts.adoptBitmaps ? opts.dump : opts.dump.clone()) : Bitmap.from(opts.dump.bytes, opts.maxPfn);
     const fs = opts.fs ?? nodeFs;
     const fh = await createDumpFile(fs, opts.path, opts.overwrite ?? false);
     try {
