@@ -1,1 +1,24 @@
-export {};
+/** @vicover/plugin-simhost — the simulated host backend (SIMULATED in every output). See docs/simhost.md. */
+export { normalizeSpec, specHash, GiB, MiB, SECTION_BYTES, GENERATOR_VERSION, WRITTEN_CONTENT_MAX_BYTES, DEFAULT_PANIC } from './guest/spec.js';
+export type { GuestSpec, GuestSpecInput, ContentMode, FreeTails } from './guest/spec.js';
+export { Kind, KIND_NAMES, PB_BYTES, PB_PAGES, kindCounts, assignKinds, prng } from './guest/plan.js';
+export type { ClassCounts } from './guest/plan.js';
+export { ensureImage, generateImage, readImage, imageDirName } from './guest/image.js';
+export type { GuestImage, GuestImageMeta } from './guest/image.js';
+export { SimGuestMemory, releaseRange } from './guest/memory.js';
+export { SparseFileRam } from './guest/ram-file.js';
+export { PageContent } from './guest/content.js';
+export { installTimeWarp, currentWarp } from './warp.js';
+export type { TimeWarp, RealTimers } from './warp.js';
+export { default, PLUGIN_NAME, resolveOptions } from './plugin.js';
+export { optionsSchema, defaultCacheDir } from './options.js';
+export type { SimhostOptions, SimVmOptions } from './options.js';
+export { SimhostBackend } from './backend.js';
+export type { SimhostStatus, SimhostBackendOptions } from './backend.js';
+export { ModelledDisk } from './disk.js';
+export type { StreamStats } from './disk.js';
+export { CountingSink, modelledFs, DUMP_STREAM } from './dumpfs.js';
+export { SimRecoveryVm } from './vm.js';
+export type { SimVmStatus, VmPhase } from './vm.js';
+export { CALIBRATED_BOOT, DEFAULT_DISK_MIBPS } from './calibration.js';
+export type { BootModel } from './calibration.js';
