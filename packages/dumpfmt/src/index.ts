@@ -33,6 +33,7 @@ export type { DetectedFormat } from './detect.js';
 export type { DumpReader, DumpFormat, ReaderOptions } from './types-reader.js';
 export type { ChunkResult, WriterSummary } from './types.js';
 export type { DumpFs, DumpFileHandle } from './fsio.js';
+export { nodeFs } from './fsio.js';
 export type { ByteSource } from './source.js';
 export type { KdumpLayout } from './kdump/layout.js';
 export type { Elf64Ehdr, Elf64Phdr } from './elf/structs.js';

@@ -18,13 +18,13 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Backend, BackendContext, CaptureResult, IoLimits, IoStats, Logger, MemorySource, PhysRange, StartVmOptions, VmDefinition, VmHandle, VmRef } from '@vicover/core';
 import { VcvError, wrapError } from '@vicover/errors';
-import { prstatusNote, type DumpFs } from '@vicover/dumpfmt';
+import { nodeFs, prstatusNote, type DumpFs } from '@vicover/dumpfmt';
 import { ensureImage, type GuestImage } from './guest/image.js';
 import { releaseRange, SimGuestMemory } from './guest/memory.js';
 import { normalizeSpec, type GuestSpec } from './guest/spec.js';
 import { PB_BYTES } from './guest/plan.js';
 import { ModelledDisk } from './disk.js';
-import { CountingSink, DUMP_STREAM, modelledFs, realFs } from './dumpfs.js';
+import { CountingSink, DUMP_STREAM, modelledFs } from './dumpfs.js';
 import { SimRecoveryVm, type SimVmStatus } from './vm.js';
 import { DEFAULT_DISK_MIBPS } from './calibration.js';
 import { defaultCacheDir, type SimhostOptions, type SimVmOptions } from './options.js';
@@ -300,7 +300,7 @@ export class SimhostBackend implements Backend {
       return { fs: modelledFs(this.disk, sink, DUMP_STREAM), description };
     }
     this.lastSink = { kind, bytes: 0 };
-    return { fs: modelledFs(this.disk, realFs, DUMP_STREAM), description: `SIMULATED: modelled disk (${bw}); the dump file is stored at ${info.path}` };
+    return { fs: modelledFs(this.disk, nodeFs, DUMP_STREAM), description: `SIMULATED: modelled disk (${bw}); the dump file is stored at ${info.path}` };
   }
 
   // ── recovery VMs ─────────────────────────────────────────────────────────

@@ -14,6 +14,8 @@ interface Req {
   readonly write: boolean;
   resolve(): void;
   reject(e: Error): void;
+  /** Settles when the request is transferred. */
+  done?: Promise<void>;
 }
 
 interface Stream {
@@ -82,9 +84,51 @@ export class ModelledDisk {
     }
     const remaining = bytes + s.debt;
     s.debt = 0;
-    const p = new Promise<void>((resolve, reject) => s.queue.push({ bytes, remaining, write, resolve, reject }));
+    let req!: Req;
+    const p = new Promise<void>((resolve, reject) => {
+      req = { bytes, remaining, write, resolve, reject };
+      s.queue.push(req);
+    });
+    req.done = p;
     this.reschedule();
     return p;
+  }
+
+  /**
+   * A write-back write, as through a page cache: queued for the device at once; resolves at once
+   * unless the stream then has more than `limitBytes` queued (dirty), and then when it is back under
+   * the limit. `drain()` is the fsync.
+   */
+  async writeBack(stream: string, bytes: number, limitBytes: number): Promise<void> {
+    const p = this.transfer(stream, bytes, true);
+    p.catch(() => undefined);
+    const s = this.streams.get(stream);
+    if (!s) return p;
+    // Wait for the oldest queued request after whose completion at most limitBytes remain.
+    let after = 0;
+    for (let i = s.queue.length - 1; i >= 0; i--) {
+      const r = s.queue[i]!;
+      if (after + r.remaining > limitBytes) {
+        await r.done;
+        return;
+      }
+      after += r.remaining;
+    }
+  }
+
+  /** Resolves when every request of the stream queued so far is transferred (its fsync). */
+  async drain(stream: string): Promise<void> {
+    this.advance();
+    const last = this.streams.get(stream)?.queue.at(-1);
+    if (last) await last.done;
+  }
+
+  /** Bytes a stream still has queued. */
+  queuedBytes(stream: string): number {
+    this.advance();
+    let n = 0;
+    for (const r of this.streams.get(stream)?.queue ?? []) n += r.remaining;
+    return n;
   }
 
   /** Limit a stream (bytes per second; Infinity: no limit). */

@@ -5,21 +5,15 @@
  * Either way every write takes the modelled disk's time for its bytes; the real file's own write runs
  * alongside, so the slower of the two counts.
  *
- * fsync is the modelled disk's: a write is durable when the model has transferred it (the real file
- * is a by-product and is not fsynced — its page-cache writeback is this machine's business, not the
- * simulated host's).
+ * fsync is the modelled disk's: it waits until the model has transferred every byte written so far
+ * (the real file is a by-product and is not fsynced — its page-cache writeback is this machine's
+ * business, not the simulated host's).
  */
-import * as fsp from 'node:fs/promises';
 import type { DumpFileHandle, DumpFs } from '@vicover/dumpfmt';
 import type { ModelledDisk } from './disk.js';
 
 export const DUMP_STREAM = 'dump';
 
-/** node:fs/promises as a DumpFs (its FileHandle has the shape). */
-export const realFs: DumpFs = {
-  open: (p, flags, mode) => fsp.open(p, flags, mode) as unknown as Promise<DumpFileHandle>,
-  unlink: (p) => fsp.unlink(p),
-};
 
 function total(bufs: readonly NodeJS.ArrayBufferView[]): number {
   let n = 0;
@@ -65,24 +59,35 @@ export class CountingSink implements DumpFs {
   async unlink(): Promise<void> {}
 }
 
-/** Wrap a file system so every write also passes through the modelled disk. */
+/** Dirty bytes the dump writer may have queued on the modelled disk before a write waits (write-back). */
+export const DIRTY_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Wrap a file system so every write also passes through the modelled disk, write-back like a page
+ * cache: a write queues its bytes on the device and returns (waiting only while more than
+ * DIRTY_LIMIT_BYTES are queued), fsync waits until the device has transferred everything queued. So
+ * the writer's CPU work overlaps the device's time, as on a real host.
+ */
 export function modelledFs(disk: ModelledDisk, inner: DumpFs, stream = DUMP_STREAM): DumpFs {
   const wrap = (fh: DumpFileHandle): DumpFileHandle => ({
     async write(buf, offset, length, position) {
-      const [r] = await Promise.all([fh.write(buf, offset, length, position), disk.transfer(stream, length, true)]);
+      const [r] = await Promise.all([fh.write(buf, offset, length, position), disk.writeBack(stream, length, DIRTY_LIMIT_BYTES)]);
       return r;
     },
     async writev(bufs, position) {
-      const [r] = await Promise.all([fh.writev(bufs, position), disk.transfer(stream, total(bufs), true)]);
+      const [r] = await Promise.all([fh.writev(bufs, position), disk.writeBack(stream, total(bufs), DIRTY_LIMIT_BYTES)]);
       return r;
     },
     read: (buf, offset, length, position) => fh.read(buf, offset, length, position),
-    // Durability is the modelled disk's: its writes are complete when transfer() resolved.
-    async datasync() {},
-    async sync() {},
+    // Durability is the modelled disk's: everything queued has been transferred.
+    datasync: () => disk.drain(stream),
+    sync: () => disk.drain(stream),
     truncate: (len) => fh.truncate(len),
     stat: () => fh.stat(),
-    close: () => fh.close(),
+    close: async () => {
+      await disk.drain(stream);
+      await fh.close();
+    },
   });
   return {
     async open(path, flags, mode) {

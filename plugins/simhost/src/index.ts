@@ -17,7 +17,7 @@ export { SimhostBackend } from './backend.js';
 export type { SimhostStatus, SimhostBackendOptions } from './backend.js';
 export { ModelledDisk } from './disk.js';
 export type { StreamStats } from './disk.js';
-export { CountingSink, modelledFs, DUMP_STREAM } from './dumpfs.js';
+export { CountingSink, modelledFs, DUMP_STREAM, DIRTY_LIMIT_BYTES } from './dumpfs.js';
 export { SimRecoveryVm } from './vm.js';
 export type { SimVmStatus, VmPhase } from './vm.js';
 export { CALIBRATED_BOOT, DEFAULT_DISK_MIBPS } from './calibration.js';

@@ -13,6 +13,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { inRanges } from '@vicover/core';
 import { VcvError, wrapError } from '@vicover/errors';
 import { buildSyntheticKernel, type SyntheticKernel } from '@vicover/plugin-linux';
 import { SparseFileRam } from './ram-file.js';
@@ -219,14 +220,14 @@ export async function generateImage(spec: GuestSpec, dir: string, log?: (msg: st
     const kregionPages = hist[Kind.KREGION]! * PB_PAGES;
     let vmemmapZero = 0;
     if (spec.freeTails === 'holes') for (let kind = 1; kind < hist.length; kind++) vmemmapZero += zeroVmemmapPages(kind) * hist[kind]!;
-    const memmapRanges = k.sectionMemmapPa.map((pa) => [pa, pa + (2 ** 27 / PAGE) * size] as const);
+    const memmapRanges = k.sectionMemmapPa.map((pa) => ({ start: pa, end: pa + (2 ** 27 / PAGE) * size }));
     let kregionZero = vmemmapZero;
     const page = Buffer.alloc(PAGE);
     const zeroPage = Buffer.alloc(PAGE);
     for (let pb = kStartPb; pb < kEndPb; pb++) {
       for (let i = 0; i < PB_PAGES; i++) {
         const pa = (pb * PB_PAGES + i) * PAGE;
-        if (pa >= memmapRanges[0]![0] && inRanges(memmapRanges, pa)) continue;
+        if (inRanges(memmapRanges, pa, PAGE)) continue;
         ram.readSync(pa, page, 0, PAGE);
         if (page.equals(zeroPage)) kregionZero++;
       }
@@ -270,18 +271,4 @@ export async function generateImage(spec: GuestSpec, dir: string, log?: (msg: st
     await ram.close().catch(() => undefined);
     throw e;
   }
-}
-
-function inRanges(ranges: readonly (readonly [number, number])[], pa: number): boolean {
-  // memmaps are allocated in ascending order: binary search
-  let lo = 0;
-  let hi = ranges.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const r = ranges[mid]!;
-    if (pa < r[0]) hi = mid - 1;
-    else if (pa >= r[1]) lo = mid + 1;
-    else return true;
-  }
-  return false;
 }

@@ -5,7 +5,7 @@
  * change (they point at the head's struct page).
  */
 import { encodeStructPage, type PageLayout, type StructPageFields } from '@vicover/plugin-linux';
-import { Kind, KERNEL_PATTERN, KP_OTHER_END, KP_SLAB_END, KP_TABLE_END, KP_ZERO_END, PB_PAGES } from './plan.js';
+import { Kind, KERNEL_PATTERN, KP_SLAB_END, KP_TABLE_END, KP_ZERO_END, PB_PAGES } from './plan.js';
 import type { FreeTails } from './spec.js';
 
 /** Node/zone bits Linux keeps high in page->flags (ZONE_NORMAL, node 0, as on the test guests). */
@@ -88,7 +88,6 @@ export function buildTemplates(layout: PageLayout, vmemmap: bigint, freeTails: F
     if (p < KP_ZERO_END) return { flags: f(PG_RESERVED), mapcount: -1, refcount: 1 };
     return p === KP_ZERO_END ? freeHead(1) : tail;
   });
-  void KP_OTHER_END;
 
   const headLo = (pfn: number) => {
     const off = pfn * size;
