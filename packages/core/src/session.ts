@@ -549,7 +549,15 @@ export class CrashSession {
           const b = Math.min(chunk.range.end, a + blockBytes);
           if (!pages || pages.dump.count(a / PAGE_SIZE, b / PAGE_SIZE) > 0) blocks.push({ start: a, end: b });
         }
-        let pending: Promise<void> | null = blocks.length ? mem.read(blocks[0]!.start, bufs[which]!, 0, blocks[0]!.end - blocks[0]!.start) : null;
+        // A read-ahead that fails while the current block is being written must not become an
+        // unhandled rejection (it would kill the process before the error reaches the catch below):
+        // mark it handled now; awaiting it later still throws.
+        const readAhead = (b: { start: number; end: number }, buf: Buffer): Promise<void> => {
+          const p = mem.read(b.start, buf, 0, b.end - b.start);
+          p.catch(() => undefined);
+          return p;
+        };
+        let pending: Promise<void> | null = blocks.length ? readAhead(blocks[0]!, bufs[which]!) : null;
         for (let k = 0; k < blocks.length; k++) {
           const blk = blocks[k]!;
           const len = blk.end - blk.start;
@@ -557,7 +565,7 @@ export class CrashSession {
           await pending;
           which ^= 1;
           const nxt = blocks[k + 1];
-          pending = nxt ? mem.read(nxt.start, bufs[which]!, 0, nxt.end - nxt.start) : null;
+          pending = nxt ? readAhead(nxt, bufs[which]!) : null;
           const r = await writer.writePages(blk.start / PAGE_SIZE, cur.subarray(0, len));
           // Pace by what reached the disk (compressed, zero pages shared), not by what was read.
           await this.bucket.take(r.bytesWritten, this.signal);
