@@ -48,7 +48,7 @@ export function bundleProject(dest) {
   const prod = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20 })
     .split('\n')
     .map((l) => path.relative(ROOT, l.trim()))
-    .filter((l) => l.startsWith('node_modules/'));
+    .filter((l) => l.startsWith('node_modules/') || l.includes('/node_modules/'));
   const ws = [];
   for (const top of ['packages', 'plugins']) {
     for (const d of readdirSync(path.join(ROOT, top))) {

@@ -56,6 +56,12 @@ export interface XenDefinition {
   readonly maxMemKiB: number;
   readonly targetMemKiB: number;
   readonly disks: readonly { readonly target: string; readonly vdev: string; readonly backend?: string }[];
+  /**
+   * Pages a domain holds beyond its `memory` (PVH: special pages, ACPI tables), measured on the crashed
+   * domain: a recovery domain smaller than the crashed one is sized this much below what the strategy
+   * allows, so that both together stay within the host-memory budget.
+   */
+  readonly overheadPages?: number;
   readonly readAt: string;
 }
 
@@ -100,6 +106,7 @@ interface RecoveryState {
   readonly cfgFile: string;
   readonly consoleLog: string;
   readonly maxMemKiB: number;
+  readonly overheadKiB: number;
   memoryKiB: number;
   readonly disks: readonly { readonly target: string; readonly vdev: string; readonly backend?: string }[];
   readonly startedAt: string;
@@ -384,6 +391,11 @@ export class XenBackend implements Backend {
       release: s.release,
       ...(errors.length ? { vcpuErrors: errors } : {}),
     };
+    if (s.def) {
+      const overheadPages = Math.max(0, layout.nrPages - Math.floor(s.def.targetMemKiB / 4));
+      s.def = Object.freeze({ ...s.def, overheadPages });
+      info.overheadPages = overheadPages;
+    }
     if (this.o.detachDisks) info.detachedDisks = await this.detachDisks(s);
     s.info = info;
     s.phase = 'captured';
@@ -518,7 +530,8 @@ export class XenBackend implements Backend {
     const cfgOpts = this.doms.get(def.vm)?.cfg;
     const step = this.growGranularityBytes;
     const maxMemKiB = Math.max(def.maxMemKiB, Math.ceil(opts.maxMemoryBytes / 1024));
-    const memoryKiB = Math.min(maxMemKiB, Math.floor(opts.memoryBytes / step) * (step / 1024));
+    const overheadKiB = (def.overheadPages ?? 0) * 4;
+    const memoryKiB = this.sizeKiB(opts.memoryBytes, maxMemKiB, overheadKiB);
     if (memoryKiB < 1024) throw new VcvError('VCV_ERR_RECOVERY', `xen: cannot start ${id} with ${opts.memoryBytes} bytes of memory`, { vm: id });
     const existing = await this.xl.find(id).catch(() => null);
     if (existing) throw new VcvError('VCV_ERR_RECOVERY', `xen: a domain named ${id} already exists (domid ${existing.id})`, { vm: id });
@@ -547,6 +560,7 @@ export class XenBackend implements Backend {
       cfgFile,
       consoleLog,
       maxMemKiB,
+      overheadKiB,
       memoryKiB,
       disks: def.disks,
       startedAt: new Date().toISOString(),
@@ -574,9 +588,19 @@ export class XenBackend implements Backend {
     log.info({ pid, cgroup: r.cgroup, device: r.device }, 'xen: qdisk backend in its own cgroup (io.max / io.stat)');
   }
 
+  /**
+   * KiB of `memory` for a domain allowed `bytes` of host memory: in growth steps, below the domain's
+   * own overhead pages unless it gets all of maxmem (then the crashed domain is gone).
+   */
+  private sizeKiB(bytes: number, maxMemKiB: number, overheadKiB: number): number {
+    const stepKiB = this.growGranularityBytes / 1024;
+    if (bytes / 1024 >= maxMemKiB) return maxMemKiB;
+    return Math.min(maxMemKiB, Math.floor((bytes / 1024 - overheadKiB) / stepKiB) * stepKiB);
+  }
+
   async resizeVm(h: VmHandle, memoryBytes: number): Promise<void> {
     const r = this.rec(h);
-    const kib = Math.min(r.maxMemKiB, Math.floor(memoryBytes / this.growGranularityBytes) * (this.growGranularityBytes / 1024));
+    const kib = this.sizeKiB(memoryBytes, r.maxMemKiB, r.overheadKiB);
     if (kib === r.memoryKiB) return;
     await this.xl.memSet(r.domid, kib);
     r.memoryKiB = kib;
