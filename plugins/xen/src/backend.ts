@@ -259,10 +259,10 @@ export class XenBackend implements Backend {
         onError: (m) => this.warnOnce(`watch:${m.slice(0, 40)}`, this.log, `xen: ${m} (crashes are still found by polling xl list)`),
       });
     }
-    this.pollTimer = setInterval(() => this.scheduleCheck(), this.o.pollMs);
-    this.pollTimer.unref?.();
     // A crash that happened while no daemon listened: the domain is still in state c.
     await this.check().catch((e) => this.log.warn({ err: e }, 'xen: the first xl list failed'));
+    this.pollTimer = setInterval(() => this.scheduleCheck(), this.o.pollMs);
+    this.pollTimer.unref?.();
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,141 @@
+/**
+ * The Xen backend's walk without Xen: a stand-in `xl` (over a JSON state file) and a stand-in helper
+ * (over a RAM image) — crash found by polling, capture (notes, disks detached, live report info),
+ * memory, release with measured pages (PVH: freed; PV: nothing freed, releasesImmediately false), the
+ * recovery domain's xl.cfg from `xl list -l`, growth with mem-set, destroy. The same walk on a real Xen
+ * is `npm run test:xen`.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { silentLogger, type CrashEvent } from '@vicover/core';
+import { decodePrstatus } from '@vicover/dumpfmt';
+import { XenBackend, type XenDefinition, type XenOptions } from '@vicover/plugin-xen';
+
+const FIX = fileURLToPath(new URL('./fixtures/', import.meta.url));
+const PAGE = 4096;
+
+function options(dir: string, extra: Partial<XenOptions> = {}): XenOptions {
+  return {
+    domains: [{ name: 'web-pvh', recovery: { cmdline: { remove: ['vicover.load'] } } }],
+    stateDir: path.join(dir, 'state'),
+    helper: path.join(FIX, 'fake-helper.mjs'),
+    xl: path.join(FIX, 'fake-xl.mjs'),
+    xenstoreWatch: 'xenstore-watch',
+    watch: false,
+    pollMs: 100,
+    detachDisks: true,
+    pvRelease: 'none',
+    rawPageTables: false,
+    batchPages: 64,
+    growGranularityMiB: 2,
+    consoleDir: dir,
+    cgroupRoot: path.join(dir, 'cgroup'),
+    timeouts: { commandMs: 20_000, createMs: 20_000 },
+    ...extra,
+  };
+}
+
+describe('XenBackend with stand-in xl and helper', () => {
+  let dir: string;
+  let stateFile: string;
+  let image: Buffer;
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'vicover-xen-backend-'));
+    image = Buffer.alloc(2048 * PAGE);
+    for (let p = 0; p < 2048; p++) image.writeUInt32LE(p, p * PAGE);
+    writeFileSync(path.join(dir, 'ram.img'), image);
+    process.env.FAKE_RAM = path.join(dir, 'ram.img');
+    delete process.env.FAKE_RANGES;
+    const config = JSON.parse(readFileSync(path.join(FIX, 'xl-list-l-pvh.json'), 'utf8'))[0].config;
+    config.b_info.max_memkb = config.b_info.target_memkb = 8192;
+    config.disks[0].backend = 'phy'; // no dom0 QEMU to find here
+    stateFile = path.join(dir, 'xl.json');
+    writeFileSync(stateFile, JSON.stringify({ nextId: 10, calls: [], domains: [{ name: 'web-pvh', id: 7, memMiB: 8, state: '---sc-', config }] }));
+    process.env.FAKE_XL_STATE = stateFile;
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+    delete process.env.FAKE_PV;
+  });
+
+  const xlState = () => JSON.parse(readFileSync(stateFile, 'utf8')) as { calls: string[][]; domains: { name: string; id: number; memMiB: number; cfgText?: string }[] };
+
+  it('PVH: finds the crash, captures, reads, releases chunk by chunk, starts and grows the recovery domain', async () => {
+    const b = new XenBackend(options(dir), silentLogger());
+    const crashes: CrashEvent[] = [];
+    await b.start({ onCrash: (e) => crashes.push(e) });
+    await b.stop();
+    expect(crashes).toHaveLength(1);
+    const vm = crashes[0]!.vm;
+    expect(vm).toMatchObject({ id: 'web-pvh', memoryBytes: 8 * 1024 * 1024 });
+    expect(crashes[0]!.reason).toMatch(/domain 7 state ---sc-/);
+
+    const cap = await b.capture(vm);
+    expect(cap.cpuNotes).toHaveLength(2);
+    expect(decodePrstatus(cap.cpuNotes[0]!.desc).regs.rip).toBe(0xffffffff81a592ebn);
+    expect(cap.info).toMatchObject({ domid: 7, type: 'pvh', translated: true, vcpus: 2, vcpuErrors: ['vcpu 2: No such process'], detachedDisks: [{ vdev: 'xvda', ok: true }] });
+    expect(xlState().calls).toContainEqual(['block-detach', '-f', '7', 'xvda']);
+    expect(b.releasesImmediately(vm)).toBe(true);
+
+    const mem = await b.openMemory(vm);
+    const buf = Buffer.alloc(4 * PAGE);
+    await mem.read(100 * PAGE, buf, 0, buf.length);
+    expect(buf.readUInt32LE(PAGE)).toBe(101);
+    expect(await b.allocatedBytes(vm)).toBe(2048 * PAGE);
+
+    const r = await b.release(vm, { start: 0, end: 512 * PAGE });
+    expect(r.freedBytes).toBe(512 * PAGE);
+    expect(await b.allocatedBytes(vm)).toBe(1536 * PAGE);
+    const z = Buffer.alloc(PAGE, 1);
+    mem.readSync(5 * PAGE, z, 0, PAGE);
+    expect(z.every((x) => x === 0)).toBe(true);
+    expect(cap.info!.release).toMatchObject({ calls: 1, releasedFrames: 512, domainPagesDropped: 512, xenFreePagesGained: 512, callsWithoutEffect: 0 });
+
+    const def = (await b.definitionOf(vm)) as unknown as XenDefinition;
+    expect(def).toMatchObject({ backend: 'xen', vm: 'web-pvh', domid: 7, type: 'pvh', maxMemKiB: 8192, overheadPages: 0 });
+    const h = await b.startVm(def as never, { name: 'web-pvh-recovery', memoryBytes: 5 * 1024 * 1024, maxMemoryBytes: 8 * 1024 * 1024 });
+    const rec = xlState().domains.find((d) => d.name === 'web-pvh-recovery')!;
+    expect(rec.cfgText).toMatch(/^memory = 4$/m); // 5 MiB in 2 MiB steps
+    expect(rec.cfgText).toMatch(/^maxmem = 8$/m);
+    expect(rec.cfgText).toMatch(/^cmdline = ".*vicover\.stamp=1 tsc_early_khz=2096038"$/m);
+    expect(rec.cfgText).not.toMatch(/vicover\.load/);
+    await b.resizeVm(h, 8 * 1024 * 1024);
+    expect(xlState().calls).toContainEqual(['mem-set', String(rec.id), '8192k']);
+    expect(await b.vmAllocatedBytes(h)).toBe(24576 * PAGE);
+    expect(await b.vmIoStats(h)).toEqual({ readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 });
+
+    await b.destroy(vm);
+    expect(xlState().domains.map((d) => d.name)).toEqual(['web-pvh-recovery']);
+    await b.stopVm(h);
+    expect(xlState().domains).toEqual([]);
+  });
+
+  it('PV: release frees nothing until destroy; with pvRelease none it is not even tried', async () => {
+    process.env.FAKE_PV = '1';
+    const b = new XenBackend(options(dir, { pvRelease: 'decrease-reservation' }), silentLogger());
+    const crashes: CrashEvent[] = [];
+    await b.start({ onCrash: (e) => crashes.push(e) });
+    await b.stop();
+    const vm = crashes[0]!.vm;
+    const cap = await b.capture(vm);
+    expect(b.releasesImmediately(vm)).toBe(false);
+    await b.openMemory(vm);
+    expect((await b.release(vm, { start: 0, end: 256 * PAGE })).freedBytes).toBe(0);
+    expect(cap.info!.release).toMatchObject({ releasedFrames: 256, domainPagesDropped: 0, callsWithoutEffect: 1, mode: 'decrease-reservation' });
+    await b.destroy(vm);
+
+    const quiet = new XenBackend(options(dir), silentLogger());
+    const c2: CrashEvent[] = [];
+    writeFileSync(stateFile, JSON.stringify({ ...xlState(), domains: [{ name: 'web-pvh', id: 8, memMiB: 8, state: '---sc-', config: JSON.parse(readFileSync(path.join(FIX, 'xl-list-l-pvh.json'), 'utf8'))[0].config }] }));
+    await quiet.start({ onCrash: (e) => c2.push(e) });
+    await quiet.stop();
+    const cap2 = await quiet.capture(c2[0]!.vm);
+    expect((await quiet.release(c2[0]!.vm, { start: 0, end: 256 * PAGE })).freedBytes).toBe(0);
+    expect(cap2.info!.release).toMatchObject({ calls: 0, releasedFrames: 0, mode: 'skipped (PV: pvRelease none)' });
+    await quiet.destroy(c2[0]!.vm);
+  });
+});
