@@ -14,8 +14,9 @@
  * times; retries are reported. The last line is `N passed, M failed`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { buildXenEnv, startXenEnv, CACHE, ROOT } from './env.mjs';
 
 const PANIC = 'Kernel panic - not syncing: sysrq triggered crash';
@@ -40,7 +41,7 @@ const keep = args.includes('--keep');
 const jsonOut = opt('--json', path.join(CACHE, 'xen', 'last-run.json'));
 const log = (m) => console.error(`test:xen ${new Date().toISOString().slice(11, 19)} ${m}`);
 
-const checks = [];
+export const checks = [];
 function check(scenario, what, ok, detail = '') {
   checks.push({ scenario, what, ok: !!ok, detail });
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${scenario}: ${what}${detail ? ` (${detail})` : ''}`);
@@ -78,14 +79,14 @@ with open(ref, 'rb') as f:
             if res['firstMismatch'] is None: res['firstMismatch'] = pfn
 try:
     res['cpus'] = len(k.attr['cpu'])
-    res['cpu0rip'] = k.attr['cpu']['0']['reg']['rip']
+    res['cpu0rip'] = hex(k.attr['cpu']['0']['reg']['rip'])
 except Exception:
     res['cpus'] = 0
 print(json.dumps(res))
 `;
 
 /** Host-side checks of one scenario's results (dir = /share/results/NAME seen from the host). */
-function verify(s, dir, r) {
+export function verify(s, dir, r) {
   const n = s.name;
   check(n, 'scenario ran to the end in dom0', r.ok, r.error?.split('\n')[0]);
   if (!r.ok) return;
@@ -95,6 +96,7 @@ function verify(s, dir, r) {
     const cap = report.extra?.capture ?? {};
     check(n, 'daemon finished the session (exit 0, state done, dump complete)', v.daemonExit?.code === 0 && report.state === 'done' && report.dump.complete, `${report.state}, complete=${report.dump.complete}`);
     const dump = path.join(dir, 'vmcore.kdump');
+    rmSync(path.join(dir, 'dmesg.txt'), { force: true });
     const dm = spawnSync('makedumpfile', ['--dump-dmesg', dump, path.join(dir, 'dmesg.txt')], { encoding: 'utf8' });
     const dmesg = existsSync(path.join(dir, 'dmesg.txt')) ? readFileSync(path.join(dir, 'dmesg.txt'), 'utf8') : '';
     check(n, 'makedumpfile --dump-dmesg shows the panic line', dm.status === 0 && dmesg.includes(PANIC), dm.status === 0 ? '' : dm.stderr.slice(-200));
@@ -102,7 +104,7 @@ function verify(s, dir, r) {
     const page = pc.status === 0 ? JSON.parse(pc.stdout) : null;
     r.pageCheck = page;
     check(n, 'libkdumpfile: every dumped page equals the reference copy', page && page.read > 0 && page.mismatch === 0, page ? `${page.read} pages read, ${page.mismatch} differ` : pc.stderr.slice(-300));
-    check(n, 'NT_PRSTATUS notes: libkdumpfile sees the vCPUs and cpu0 rip', page && page.cpus >= 1 && page.cpu0rip === Number(BigInt(cap.rip?.[0] ?? '0')), page ? `${page.cpus} cpu(s), rip 0x${(page.cpu0rip ?? 0).toString(16)}` : '');
+    check(n, 'NT_PRSTATUS notes: libkdumpfile sees the vCPUs and cpu0 rip', page && page.cpus >= 1 && page.cpu0rip === cap.rip?.[0], page ? `${page.cpus} cpu(s), rip ${page.cpu0rip}, captured ${cap.rip?.[0]}` : '');
     check(n, 'selective dump: filtered pages left out (level 31)', report.pages.dumped < report.pages.total * 0.6, `${report.pages.dumped} of ${report.pages.total}`);
     check(n, 'triage: the panic line before the dump ended', report.triage?.panicLine?.includes(PANIC));
     check(n, 'recovery domain up on the same disk, the crashed domain\'s last state visible', v.preCrashStateSeen, `prev=${v.prev}`);
@@ -202,4 +204,4 @@ async function main() {
   process.exitCode = failed ? 1 : 0;
 }
 
-await main();
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) await main();
