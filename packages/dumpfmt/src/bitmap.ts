@@ -144,56 +144,61 @@ export class Bitmap {
     return n;
   }
 
-  /** The first set bit at or after `from`, or -1. */
-  nextSet(from: number): number {
+  /**
+   * The first set bit at or after `from` and before `limit` (default: the end), or -1. The scan stops
+   * at `limit`, so looking at a small window of a large bitmap costs the window, not the rest.
+   */
+  nextSet(from: number, limit = this.size): number {
     if (from < 0) from = 0;
-    if (from >= this.size) return -1;
+    limit = Math.min(limit, this.size);
+    if (from >= limit) return -1;
     const w = this.words;
     let i = Math.floor(from / 32);
     let x = (w[i]! & (0xffffffff << (from & 31))) >>> 0;
-    const n = w.length;
+    const n = Math.ceil(limit / 32);
     while (x === 0) {
       if (++i >= n) return -1;
       x = w[i]!;
     }
     const r = i * 32 + ctz32(x);
-    return r < this.size ? r : -1;
+    return r < limit ? r : -1;
   }
 
-  /** The first clear bit at or after `from`, or `size` when there is none. */
-  nextClear(from: number): number {
+  /** The first clear bit at or after `from` and before `limit` (default: the end), or `limit` when there is none. */
+  nextClear(from: number, limit = this.size): number {
     if (from < 0) from = 0;
-    if (from >= this.size) return this.size;
+    limit = Math.min(limit, this.size);
+    if (from >= limit) return limit;
     const w = this.words;
     let i = Math.floor(from / 32);
     let x = (~w[i]! & (0xffffffff << (from & 31))) >>> 0;
-    const n = w.length;
+    const n = Math.ceil(limit / 32);
     while (x === 0) {
-      if (++i >= n) return this.size;
+      if (++i >= n) return limit;
       x = ~w[i]! >>> 0;
     }
-    return Math.min(this.size, i * 32 + ctz32(x));
+    return Math.min(limit, i * 32 + ctz32(x));
   }
 
   /** Runs of set bits inside [start, end), as half-open `[runStart, runEnd)` pairs in ascending order. */
   *runs(start = 0, end = this.size): Generator<[number, number]> {
     end = Math.min(end, this.size);
-    let i = this.nextSet(start);
-    while (i >= 0 && i < end) {
-      const j = Math.min(this.nextClear(i), end);
+    let i = this.nextSet(start, end);
+    while (i >= 0) {
+      const j = this.nextClear(i, end);
       yield [i, j];
-      i = this.nextSet(j);
+      i = this.nextSet(j, end);
     }
   }
 
-  /** Visit runs without allocating a generator or arrays (hot paths). */
+  /** Visit runs without allocating a generator or arrays (hot paths). Costs O(end − start), whatever lies beyond. */
   forEachRun(start: number, end: number, fn: (runStart: number, runEnd: number) => void): void {
     end = Math.min(end, this.size);
-    let i = this.nextSet(start);
-    while (i >= 0 && i < end) {
-      const j = Math.min(this.nextClear(i), end);
+    let i = this.nextSet(start, end);
+    while (i >= 0) {
+      const j = this.nextClear(i, end);
       fn(i, j);
-      i = this.nextSet(j);
+      i = this.nextSet(j, end);
     }
   }
 

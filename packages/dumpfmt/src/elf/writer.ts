@@ -202,8 +202,6 @@ export class ElfWriter {
 
   static async create(opts: ElfWriterOptions): Promise<ElfWriter> {
     const p = ElfWriter.plan(opts);
-    const ram = opts.ram.size === opts.maxPfn ? opts.ram : Bitmap.from(opts.ram.bytes, opts.maxPfn);
-    void ram;
     const dump = opts.dump.size === opts.maxPfn ? (opts.adoptBitmaps ? opts.dump : opts.dump.clone()) : Bitmap.from(opts.dump.bytes, opts.maxPfn);
     const fs = opts.fs ?? nodeFs;
     const fh = await createDumpFile(fs, opts.path, opts.overwrite ?? false);
