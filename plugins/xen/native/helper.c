@@ -458,6 +458,11 @@ static void cmd_regs(void) {
     memset(&vi, 0, sizeof vi);
     int online = xc_vcpu_getinfo(xch, D.domid, v, &vi) == 0 && vi.online;
     jp("%s{\"id\":%u,\"online\":%s", v ? "," : "", v, online ? "true" : "false");
+    if (!online) {
+      /* Taken down before the crash (Linux stops the other vCPUs on panic): no state to read. */
+      jp("}");
+      continue;
+    }
     int n = 0;
     if (D.translated) {
       struct hvm_hw_cpu c;

@@ -32,7 +32,7 @@ export function parseVcpus(vcpus: readonly HelperVcpu[]): { cpus: ParsedVcpu[]; 
   const errors: string[] = [];
   for (const v of vcpus) {
     if (v.error || !v.regs) {
-      errors.push(`vcpu ${v.id}: ${v.error ?? 'no registers'}`);
+      errors.push(`vcpu ${v.id}: ${v.error ?? (v.online ? 'no registers' : 'offline (taken down before the crash)')}`);
       continue;
     }
     const regs: X86Regs = {};
