@@ -72,7 +72,7 @@ export class SimhostBackend implements Backend {
   private readonly vms = new Map<string, VmState>();
   private readonly recoveries = new Map<string, SimRecoveryVm>();
   private ctx: BackendContext | null = null;
-  private lastSink: { kind: 'file' | 'count'; sink?: CountingSink; bytes: number } | null = null;
+  private lastSink: { kind: 'file' | 'count'; sink?: CountingSink } | null = null;
   private server: net.Server | null = null;
   private seq = 0;
 
@@ -84,16 +84,16 @@ export class SimhostBackend implements Backend {
     const bw = o.disk.bandwidthMiBps ?? o.coreBandwidthMiBps ?? DEFAULT_DISK_MIBPS;
     this.disk = new ModelledDisk(bw * MiB);
     if (o.disk.bandwidthMiBps && o.coreBandwidthMiBps && o.disk.bandwidthMiBps !== o.coreBandwidthMiBps) {
-      log.warn({ simulated: true, disk: o.disk.bandwidthMiBps, io: o.coreBandwidthMiBps }, '[SIMULATED] simhost: disk.bandwidthMiBps differs from io.bandwidthMiBps: the I/O policy plans for another disk than the modelled one');
+      log.warn({ disk: o.disk.bandwidthMiBps, io: o.coreBandwidthMiBps }, '[SIMULATED] simhost: disk.bandwidthMiBps differs from io.bandwidthMiBps: the I/O policy plans for another disk than the modelled one');
     }
     for (const cfg of o.vms) {
       if (this.vms.has(cfg.name)) throw new VcvError('VCV_ERR_CONFIG_INVALID', `simhost: two VMs are named "${cfg.name}"`, { plugin: 'simhost' });
-      const spec = normalizeSpec({ ...cfg, memoryMiB: cfg.memoryMiB, content: cfg.content ?? 'auto' });
+      const spec = normalizeSpec({ ...cfg, content: cfg.content ?? 'auto' });
       this.vms.set(cfg.name, {
         cfg,
         spec,
         ref: Object.freeze({ id: cfg.name, name: cfg.name, memoryBytes: spec.ramBytes }),
-        log: log.child({ vm: cfg.name, simulated: true }),
+        log: log.child({ vm: cfg.name }),
         image: null,
         phase: 'starting',
         released: null,
@@ -123,14 +123,14 @@ export class SimhostBackend implements Backend {
     for (const s of this.vms.values()) {
       if (s.image) continue;
       const t0 = performance.now();
-      s.image = await ensureImage(s.spec, this.o.cacheDir ?? defaultCacheDir(), (m) => s.log.info({ simulated: true }, `[SIMULATED] simhost: ${m}`)).catch((e) => {
+      s.image = await ensureImage(s.spec, this.o.cacheDir ?? defaultCacheDir(), (m) => s.log.info(`[SIMULATED] simhost: ${m}`)).catch((e) => {
         throw wrapError(e, 'VCV_ERR_BACKEND', `simhost: cannot build the simulated guest image of ${s.cfg.name}`);
       });
       s.released = new Uint8Array(s.spec.ramBytes / PB_BYTES);
       s.phase = 'running';
       s.bootCount = 1;
       s.log.info(
-        { simulated: true, memoryGiB: s.spec.ramBytes / GiB, image: s.image.dir, content: s.spec.content, intended: s.image.meta.intended, ms: Math.round(performance.now() - t0) },
+        { memoryGiB: s.spec.ramBytes / GiB, image: s.image.dir, content: s.spec.content, intended: s.image.meta.intended, ms: Math.round(performance.now() - t0) },
         `[SIMULATED] simhost: VM ${s.cfg.name} running (${s.spec.ramBytes / GiB} GiB, ${s.image.meta.intended.free} free pages)`,
       );
     }
@@ -182,7 +182,7 @@ export class SimhostBackend implements Backend {
     s.phase = 'crashed';
     s.crashedAt = Date.now();
     const reason = `SIMULATED kernel panic (${how}): ${s.image!.meta.panicLine}`;
-    s.log.warn({ simulated: true, reason }, `[SIMULATED] simhost: ${name} crashed`);
+    s.log.warn({ reason }, `[SIMULATED] simhost: ${name} crashed`);
     this.ctx.onCrash({ vm: s.ref, at: s.crashedAt, reason });
     return s.ref;
   }
@@ -218,7 +218,7 @@ export class SimhostBackend implements Backend {
     });
     this.server.unref();
     fs.chmodSync(file, 0o600);
-    this.log.info({ simulated: true, socket: file }, `[SIMULATED] simhost: commands on ${file} ("crash VM", "status")`);
+    this.log.info({ socket: file }, `[SIMULATED] simhost: commands on ${file} ("crash VM", "status")`);
   }
 
   // ── the crashed VM ───────────────────────────────────────────────────────
@@ -264,7 +264,7 @@ export class SimhostBackend implements Backend {
     const s = this.state(vm);
     s.phase = 'destroyed';
     s.bootCount++;
-    s.log.info({ simulated: true }, `[SIMULATED] simhost: crashed VM ${vm.name} destroyed (all its memory is back)`);
+    s.log.info(`[SIMULATED] simhost: crashed VM ${vm.name} destroyed (all its memory is back)`);
     // The image stays (read-only, cached): a later crash() runs the VM again from it.
   }
 
@@ -294,12 +294,12 @@ export class SimhostBackend implements Backend {
     const bw = `${Math.round(this.disk.bandwidthBps / MiB)} MiB/s`;
     if (kind === 'count') {
       const sink = new CountingSink();
-      this.lastSink = { kind, sink, bytes: 0 };
+      this.lastSink = { kind, sink };
       const description = `SIMULATED: counting sink paced at the modelled disk (${bw}); the dump is NOT stored${why ? ` (${why})` : ''}`;
-      s.log.warn({ simulated: true, estimatedBytes: est }, `[SIMULATED] simhost: ${description}`);
+      s.log.warn({ estimatedBytes: est }, `[SIMULATED] simhost: ${description}`);
       return { fs: modelledFs(this.disk, sink, DUMP_STREAM), description };
     }
-    this.lastSink = { kind, bytes: 0 };
+    this.lastSink = { kind };
     return { fs: modelledFs(this.disk, nodeFs, DUMP_STREAM), description: `SIMULATED: modelled disk (${bw}); the dump file is stored at ${info.path}` };
   }
 
@@ -312,8 +312,8 @@ export class SimhostBackend implements Backend {
     const vm = new SimRecoveryVm(id, opts.name, opts.memoryBytes, opts.maxMemoryBytes, this.disk, this.o.recovery, { vm: s.cfg.name, bootCount: s.bootCount + 1 });
     if (this.o.recovery.http) await vm.listen();
     this.recoveries.set(id, vm);
-    this.log.info({ simulated: true, vm: opts.name, memoryMiB: Math.round(vm.memoryBytes / MiB), endpoints: vm.endpoints }, `[SIMULATED] simhost: recovery VM ${opts.name} booting`);
-    void vm.run().catch((e) => this.log.error({ err: e, simulated: true }, '[SIMULATED] simhost: recovery VM model failed'));
+    this.log.info({ vm: opts.name, memoryMiB: Math.round(vm.memoryBytes / MiB), endpoints: vm.endpoints }, `[SIMULATED] simhost: recovery VM ${opts.name} booting`);
+    void vm.run().catch((e) => this.log.error({ err: e }, '[SIMULATED] simhost: recovery VM model failed'));
     return { id, name: opts.name };
   }
 
