@@ -26,8 +26,11 @@ const MiB = 1024 * 1024;
 export const SCENARIOS = [
   { name: 'vicover-pvh', kind: 'vicover', type: 'pvh' },
   { name: 'vicover-pv', kind: 'vicover', type: 'pv', pvRelease: 'decrease-reservation' },
-  { name: 'xl-coredump-pvh', kind: 'xl-coredump', type: 'pvh' },
+  { name: 'xl-coredump-pv', kind: 'xl-coredump', type: 'pv' },
   { name: 'reader-pv', kind: 'reader', type: 'pv' },
+  // Not by default: xl's dump of a PVH domain maps every gfn up to the special pages below 4 GiB one
+  // by one; under nested TCG it had not finished after 25 minutes (docs/performance.md).
+  { name: 'xl-coredump-pvh', kind: 'xl-coredump', type: 'pvh', optional: true },
 ];
 
 const args = process.argv.slice(2);
@@ -149,7 +152,7 @@ async function main() {
   const t0 = Date.now();
   execFileSync('make', ['-s', '-C', path.join(ROOT, 'plugins/xen/native')], { stdio: 'inherit' });
   const build = buildXenEnv({ log });
-  const scenarios = SCENARIOS.filter((s) => !only.length || only.includes(s.name));
+  const scenarios = SCENARIOS.filter((s) => (only.length ? only.includes(s.name) : !s.optional));
   const runs = [];
   let env = null;
   const runDir = path.join(CACHE, 'xen', 'runs', `run-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`);
@@ -170,7 +173,8 @@ async function main() {
         const name = attempt ? `${s.name}-retry${attempt}` : s.name;
         log(`scenario ${name} …`);
         const t = Date.now();
-        const job = await e.run(`node /opt/vicover/test/xen/scenario.mjs '${JSON.stringify({ ...s, name })}'`, { name, timeoutMs: 3_600_000, check: false }).catch((err) => ({ rc: -1, out: String(err) }));
+        const { optional, ...spec } = s;
+        const job = await e.run(`node /opt/vicover/test/xen/scenario.mjs '${JSON.stringify({ ...spec, name })}'`, { name, timeoutMs: 3_600_000, check: false }).catch((err) => ({ rc: -1, out: String(err) }));
         const file = path.join(e.share, 'results', name, 'result.json');
         r = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : { ok: false, error: `no result (rc ${job.rc}): ${job.out.slice(-1500)}` };
         r.dir = path.join(e.share, 'results', name);
