@@ -202,18 +202,24 @@ export class ModelledDisk {
     }
   }
 
+  /** Assign the current rates; seconds until the first request in flight completes (Infinity: none). */
+  private nextCompletion(): number {
+    this.assignRates();
+    let next = Infinity;
+    for (const s of this.streams.values()) {
+      const h = s.queue[0];
+      if (h && s.rate > 0) next = Math.min(next, h.remaining / s.rate);
+    }
+    return next;
+  }
+
   /** Progress every active request up to now (exactly, completing requests as they finish). */
   private advance(): void {
     const now = this.now();
     let dt = (now - this.last) / 1000;
     this.last = now;
     while (dt > 0) {
-      this.assignRates();
-      let next = Infinity;
-      for (const s of this.streams.values()) {
-        const h = s.queue[0];
-        if (h && s.rate > 0) next = Math.min(next, h.remaining / s.rate);
-      }
+      const next = this.nextCompletion();
       if (next === Infinity) return;
       const step = Math.min(dt, next);
       this.busyMs += step * 1000;
@@ -235,12 +241,7 @@ export class ModelledDisk {
   private reschedule(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.assignRates();
-    let next = Infinity;
-    for (const s of this.streams.values()) {
-      const h = s.queue[0];
-      if (h && s.rate > 0) next = Math.min(next, h.remaining / s.rate);
-    }
+    const next = this.nextCompletion();
     if (next === Infinity) return;
     this.timer = setTimeout(() => {
       this.timer = null;
