@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KdumpReader } from '@vicover/dumpfmt';
-import type { CrashReport, Journal } from '@vicover/core';
+import { readJournalSync, type CrashReport, type Journal } from '@vicover/core';
 import {
   ClientPoller,
   dumpDmesg,
@@ -38,7 +38,7 @@ const missing = missingTools(['makedumpfile']);
 const MEM_MIB = 512;
 const CLI = path.join(ROOT, 'packages/cli/bin/vicover.js');
 
-function readJournalSync(dumps: string): { dir: string; j: Journal } | null {
+function findJournal(dumps: string): { dir: string; j: Journal } | null {
   let entries: string[] = [];
   try {
     entries = readdirSync(dumps);
@@ -47,7 +47,8 @@ function readJournalSync(dumps: string): { dir: string; j: Journal } | null {
   }
   for (const e of entries) {
     try {
-      return { dir: path.join(dumps, e), j: JSON.parse(readFileSync(path.join(dumps, e, 'session.json'), 'utf8')) as Journal };
+      const j = readJournalSync(path.join(dumps, e, 'session.json'));
+      if (j) return { dir: path.join(dumps, e), j };
     } catch {
       /* not written yet */
     }
@@ -122,7 +123,7 @@ describe.skipIf(missing.length > 0 || !existsSync(path.join(ROOT, 'packages/cli/
     const k = await until(
       'a release with more chunks to come',
       () => {
-        const r = readJournalSync(dumps);
+        const r = findJournal(dumps);
         if (!r || r.j.state !== 'dumping') return null;
         const withData = r.j.released.filter((i) => r.j.chunks[i]!.selectedPages > 0).length;
         return withData >= 2 && r.j.chunks.length - r.j.durable.length >= 4 ? r : null;
@@ -134,7 +135,7 @@ describe.skipIf(missing.length > 0 || !existsSync(path.join(ROOT, 'packages/cli/
     await new Promise((r) => first!.once('exit', r));
     first = null;
     sessionDir = k.dir;
-    killedJournal = JSON.parse(readFileSync(path.join(sessionDir, 'session.json'), 'utf8')) as Journal;
+    killedJournal = readJournalSync(path.join(sessionDir, 'session.json'))!;
   }, 900_000);
 
   afterAll(async () => {
@@ -200,7 +201,7 @@ describe.skipIf(missing.length > 0 || !existsSync(path.join(ROOT, 'packages/cli/
     expect(report.memory.handedOverBytes).toBe(MEM_MIB * MiB);
     // The downtime counts from the crash, across the daemon's own outage.
     expect(report.serviceDowntimeSeconds).not.toBeNull();
-    const j = JSON.parse(readFileSync(path.join(sessionDir, 'session.json'), 'utf8')) as Journal;
+    const j = readJournalSync(path.join(sessionDir, 'session.json'))!;
     expect(j.state).toBe('done');
     expect(j.durable.length).toBe(j.chunks.length);
     expect(existsSync(sg.guest.ramPath)).toBe(false);

@@ -25,7 +25,7 @@ export { TokenBucket } from './tokenbucket.js';
 export { IoScheduler } from './scheduler.js';
 export type { CrashReport } from './report.js';
 export { summaryLine } from './report.js';
-export { readJournal, findUnfinished } from './journal.js';
+export { readJournal, readJournalSync, findUnfinished } from './journal.js';
 export type { Journal } from './journal.js';
 export { Daemon } from './daemon.js';
 export type { DaemonOptions } from './daemon.js';

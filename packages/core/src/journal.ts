@@ -4,7 +4,7 @@
  * on restart and continues: chunks marked durable are never written again, chunks marked released are
  * gone from the crashed VM, and no chunk is ever released before it is marked durable.
  */
-import { promises as fsp, constants as C } from 'node:fs';
+import { promises as fsp, constants as C, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { VmRef, CrashEvent } from './contracts.js';
 import type { Mode } from './schema.js';
@@ -34,6 +34,31 @@ export interface Journal {
   readonly startedAt: number;
 }
 
+/** The per-chunk log next to the journal: one JSON line per durable or released chunk. */
+export function logPathOf(file: string): string {
+  return file.replace(/\.json$/, '') + '.log';
+}
+
+export type JournalEntry = { readonly durable: number; readonly writer: unknown } | { readonly released: number };
+
+/**
+ * Append one entry to the chunk log. `sync` makes it durable before returning (a durable chunk must be
+ * on record before it is released); a release need not be (releasing twice is harmless).
+ */
+export async function appendJournal(file: string, entry: JournalEntry, sync: boolean): Promise<void> {
+  const fh = await fsp.open(logPathOf(file), C.O_WRONLY | C.O_CREAT | C.O_APPEND, 0o600);
+  try {
+    await fh.write(JSON.stringify(entry) + '\n');
+    if (sync) await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Write the whole journal atomically (tmp + fsync + rename + fsync of the directory), then empty the
+ * chunk log, whose entries the journal now holds. Used at the start and on state changes — not per chunk.
+ */
 export async function writeJournal(file: string, j: Journal): Promise<void> {
   const tmp = `${file}.tmp`;
   const fh = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_TRUNC, 0o600);
@@ -50,15 +75,61 @@ export async function writeJournal(file: string, j: Journal): Promise<void> {
   } finally {
     await dir.close();
   }
+  // Compaction: a crash between the rename and this truncate only leaves entries replayed twice.
+  await fsp.truncate(logPathOf(file), 0).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
 }
 
-export async function readJournal(file: string): Promise<Journal | null> {
+/** Merge a journal's text with its chunk log (a torn last line — a crash mid-append — is ignored). */
+export function parseJournal(text: string, log: string): Journal | null {
+  let j: Journal;
   try {
-    const j = JSON.parse(await fsp.readFile(file, 'utf8')) as Journal;
-    return j && j.journalVersion === 1 ? j : null;
+    j = JSON.parse(text) as Journal;
+    if (!j || j.journalVersion !== 1) return null;
   } catch {
     return null;
   }
+  const durable = new Set(j.durable);
+  const released = new Set(j.released);
+  for (const line of log.split('\n')) {
+    if (!line) continue;
+    let e: Partial<{ durable: number; writer: unknown; released: number }>;
+    try {
+      e = JSON.parse(line);
+    } catch {
+      break;
+    }
+    if (typeof e.durable === 'number') {
+      durable.add(e.durable);
+      j.writer = e.writer;
+    } else if (typeof e.released === 'number' && durable.has(e.released)) released.add(e.released);
+  }
+  j.durable = [...durable];
+  j.released = [...released];
+  return j;
+}
+
+export async function readJournal(file: string): Promise<Journal | null> {
+  const text = await fsp.readFile(file, 'utf8').catch(() => null);
+  if (text === null) return null;
+  return parseJournal(text, await fsp.readFile(logPathOf(file), 'utf8').catch(() => ''));
+}
+
+export function readJournalSync(file: string): Journal | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  let log = '';
+  try {
+    log = readFileSync(logPathOf(file), 'utf8');
+  } catch {
+    /* no chunk log yet */
+  }
+  return parseJournal(text, log);
 }
 
 /** Sessions left unfinished under a dump directory (`<dir>/<session>/session.json`). */

@@ -25,7 +25,7 @@ import { chunkBytesFor, orderCheapestFirst, planChunks, type Chunk } from './pla
 import { TokenBucket } from './tokenbucket.js';
 import { IoScheduler } from './scheduler.js';
 import { emptyExcluded, finiteOrNull, summaryLine, type CrashReport } from './report.js';
-import { writeJournal, type Journal } from './journal.js';
+import { appendJournal, writeJournal, type Journal } from './journal.js';
 
 export interface Utsname {
   sysname?: string;
@@ -584,7 +584,7 @@ export class CrashSession {
         if (this.journal && this.dir) {
           this.journal.durable.push(chunk.index);
           this.journal.writer = writer.state();
-          await writeJournal(path.join(this.dir, 'session.json'), this.journal);
+          await appendJournal(path.join(this.dir, 'session.json'), { durable: chunk.index, writer: this.journal.writer }, true);
         }
         done.add(chunk.index);
         this.report.timeline.dump.push({ tMs: info.durableAtMs, pagesWritten, bytesWritten: this.report.dump.bytesWritten });
@@ -625,7 +625,7 @@ export class CrashSession {
     });
     if (this.journal && this.dir) {
       this.journal.released.push(chunk.index);
-      await writeJournal(path.join(this.dir, 'session.json'), this.journal);
+      await appendJournal(path.join(this.dir, 'session.json'), { released: chunk.index }, false);
     }
     const bytes = chunk.range.end - chunk.range.start;
     await this.sampleMemory();

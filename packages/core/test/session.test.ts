@@ -23,6 +23,7 @@ import {
   type VmHandle,
   type PageSet,
   findUnfinished,
+  readJournal,
 } from '@vicover/core';
 
 const PAGE = 4096;
@@ -91,7 +92,7 @@ function testBackend(vm: VmRef, mem: Buffer, rec: Recorder, sessionDir: () => st
     async release(_vm, range) {
       // The journal must already list this chunk as durable.
       const dir = sessionDir();
-      const j = JSON.parse(readFileSync(path.join(dir!, 'session.json'), 'utf8'));
+      const j = (await readJournal(path.join(dir!, 'session.json')))!;
       const idx = j.chunks.findIndex((c: { start: number }) => c.start === range.start);
       expect(j.durable).toContain(idx);
       rec.calls.push(`release:${range.start / MiB}`);
