@@ -198,6 +198,8 @@ for (const name of images) {
   results.push({ image: name, ramBytes: meta.ram.size, ramAllocatedBytes: meta.ram.allocatedBytes, layout: meta.ram.layout, pagingLevels: meta.pagingLevels, cp, rows });
 }
 
+fs.rmSync(path.join(args.dir, '.time'), { force: true });
+
 const machine = {
   date: new Date().toISOString(),
   host: os.hostname(),
