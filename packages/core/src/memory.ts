@@ -40,6 +40,11 @@ export interface MemorySource {
   read(gpa: number, buf: Uint8Array, offset: number, length: number): Promise<void>;
   /** Same, synchronous: for small random reads (page-table walks, kernel structures). */
   readSync(gpa: number, buf: Uint8Array, offset: number, length: number): void;
+  /**
+   * Pages whose content the source holds, when that is not all of `ranges` (a filtered dump given as
+   * input: makedumpfile's -d 31 output). Reading a page outside it fails; dumps never include it.
+   */
+  readonly present?: { get(pfn: number): boolean; count(start?: number, end?: number): number; runs(start?: number, end?: number): Iterable<[number, number]> };
   /** ELF notes the source carries (a vmcore's PT_NOTE: NT_PRSTATUS, VMCOREINFO …); empty for raw RAM. */
   readonly notes: readonly ElfNote[];
   /** Release file descriptors. Idempotent. */

@@ -350,8 +350,16 @@ export class CrashSession {
     const ram = new Bitmap(mem.maxPfn);
     for (const r of mem.ranges) ram.setRange(r.start / PAGE_SIZE, r.end / PAGE_SIZE);
     const dump = new Bitmap(mem.maxPfn);
-    for (const r of mem.ranges) dump.setRange(r.start / PAGE_SIZE, r.end / PAGE_SIZE);
-    return { maxPfn: mem.maxPfn, ram, dump, excluded: emptyExcluded(), excludeZero: false, dumpLevel: 0, notes: {} };
+    const excluded = emptyExcluded();
+    if (mem.present) {
+      // A filtered dump as input: only the pages it holds can be dumped again.
+      for (const [a, b] of mem.present.runs(0, mem.maxPfn)) dump.setRange(a, b);
+      excluded.notInSource = ram.count() - dump.count();
+      if (excluded.notInSource > 0) this.warn('VCV_ERR_PAGE_NOT_DUMPED', `${excluded.notInSource} RAM pages are not in the input (it is a filtered dump); they stay out of this one`);
+    } else {
+      for (const r of mem.ranges) dump.setRange(r.start / PAGE_SIZE, r.end / PAGE_SIZE);
+    }
+    return { maxPfn: mem.maxPfn, ram, dump, excluded, excludeZero: false, dumpLevel: 0, notes: {} };
   }
 
   private async select(): Promise<void> {
@@ -528,6 +536,16 @@ export class CrashSession {
     const blockBytes = this.settings.blockMiB * MiB;
     const mem = this.memory;
     const pagesTotal = ordered.reduce((s, c) => s + c.selectedPages, 0);
+    // A source holding only some pages (a filtered dump as input) is read page run by page run; the
+    // gaps — pages that are not dumped anyway — stay zero in the buffer.
+    const present = mem.present;
+    const readBlock = async (b: { start: number; end: number }, buf: Buffer): Promise<void> => {
+      if (!present) return mem.read(b.start, buf, 0, b.end - b.start);
+      buf.fill(0, 0, b.end - b.start);
+      for (const [p0, p1] of present.runs(b.start / PAGE_SIZE, b.end / PAGE_SIZE)) {
+        await mem.read(p0 * PAGE_SIZE, buf, p0 * PAGE_SIZE - b.start, (p1 - p0) * PAGE_SIZE);
+      }
+    };
     let pagesWritten = 0;
     let bytesWritten = 0;
     let zeroPages = 0;
@@ -553,7 +571,7 @@ export class CrashSession {
         // unhandled rejection (it would kill the process before the error reaches the catch below):
         // mark it handled now; awaiting it later still throws.
         const readAhead = (b: { start: number; end: number }, buf: Buffer): Promise<void> => {
-          const p = mem.read(b.start, buf, 0, b.end - b.start);
+          const p = readBlock(b, buf);
           p.catch(() => undefined);
           return p;
         };
@@ -578,7 +596,8 @@ export class CrashSession {
           this.opts.onProgress?.({ pagesWritten, pagesTotal, bytesWritten, handedOverBytes: this.handedOverBytes });
         }
         await pending;
-        if (this.settings.fsync) await writer.sync();
+        // Durability before release: an offline dump releases nothing, so finish() fsyncs once at the end.
+        if (this.settings.fsync && !this.offline) await writer.sync();
         zeroPages += cz;
         const info: ChunkInfo = { seq, index: chunk.index, range: chunk.range, selectedPages: chunk.selectedPages, writtenPages: cw, zeroPages: cz, bytesWritten: cb, durableAtMs: Math.round(this.elapsedMs()) };
         if (this.journal && this.dir) {

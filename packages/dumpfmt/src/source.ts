@@ -14,6 +14,8 @@ export interface ByteSource {
   readonly file: string;
   /** Read up to `len` bytes at `pos` into buf[off…]; returns the count (short only at the end). */
   readInto(buf: Uint8Array, off: number, len: number, pos: number): number;
+  /** The same, off the main thread (sources that can; others fall back to readInto). */
+  readIntoAsync?(buf: Uint8Array, off: number, len: number, pos: number): Promise<number>;
   close(): void;
 }
 
@@ -59,6 +61,22 @@ export class FileSource implements ByteSource {
     try {
       while (done < len) {
         const n = fs.readSync(this.fd, buf, off + done, len - done, pos + done);
+        if (n <= 0) break;
+        done += n;
+      }
+    } catch (e) {
+      throw wrapError(e, 'VCV_ERR_IO', `read of ${this.file} failed`, { file: this.file, offset: pos + done });
+    }
+    return done;
+  }
+
+  async readIntoAsync(buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+    let done = 0;
+    try {
+      while (done < len) {
+        const n = await new Promise<number>((resolve, reject) =>
+          fs.read(this.fd, buf, off + done, len - done, pos + done, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+        );
         if (n <= 0) break;
         done += n;
       }

@@ -48,6 +48,8 @@ export class DumpMemorySource implements MemorySource {
   readonly ranges: readonly PhysRange[];
   readonly maxPfn: number;
   readonly notes: readonly ElfNote[];
+  /** kdump input: the pages the dump holds (its 2nd bitmap). */
+  readonly present?: MemorySource['present'];
   private closed = false;
 
   constructor(
@@ -67,6 +69,7 @@ export class DumpMemorySource implements MemorySource {
     const last = ranges[ranges.length - 1];
     this.maxPfn = last ? last.end / PAGE_SIZE : 0;
     this.notes = reader.notes;
+    if (reader instanceof KdumpReader && reader.dump !== reader.ram) this.present = reader.dump;
   }
 
   readSync(gpa: number, buf: Uint8Array, offset: number, length: number): void {
@@ -76,6 +79,14 @@ export class DumpMemorySource implements MemorySource {
   }
 
   async read(gpa: number, buf: Uint8Array, offset: number, length: number): Promise<void> {
+    const r = this.reader;
+    if (r instanceof ElfCoreReader) {
+      // Streaming reads of an ELF image overlap with the writer (libuv thread pool).
+      checkRead(this, gpa, buf, offset, length);
+      if (this.closed) throw new VcvError('VCV_ERR_IO', `${this.description} is closed`, {});
+      if (length > 0) await r.readPhysAsync(gpa, buf, offset, length);
+      return;
+    }
     this.readSync(gpa, buf, offset, length);
   }
 

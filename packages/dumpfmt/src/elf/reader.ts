@@ -212,11 +212,13 @@ export class ElfCoreReader implements DumpReader {
     if (cs >= 0) yield [cs, ce];
   }
 
-  readPhys(addr: number | bigint, buf: Uint8Array, off = 0, len = buf.length - off): void {
+  /** Split a physical read into file pieces and zero fills (bounds-checked; throws for unmapped bytes). */
+  private planRead(addr: number | bigint, off: number, len: number): { pos: number; o: number; n: number; zero: number }[] {
     if (typeof addr === 'bigint') {
       if (addr < 0n || addr > MAX_SAFE) throw new VcvError('VCV_ERR_PAGE_NOT_DUMPED', `address ${addr} is outside the dump`, { file: this.path });
       addr = Number(addr);
     }
+    const plan: { pos: number; o: number; n: number; zero: number }[] = [];
     let a = addr;
     let o = off;
     let left = len;
@@ -228,22 +230,38 @@ export class ElfCoreReader implements DumpReader {
       const s = this.byAddr[i]!;
       const n = Math.min(left, s.end - a);
       const inFile = Math.max(0, Math.min(n, s.fileEnd - a));
-      if (inFile > 0) {
-        const pos = s.offset + (a - s.start);
-        if (pos + inFile > this.src.size) {
-          throw new VcvError('VCV_ERR_PAGE_NOT_DUMPED', `physical address 0x${a.toString(16)}: its data lies past the end of the file (cut short)`, {
-            file: this.path,
-            address: a,
-            reason: 'truncated',
-          });
-        }
-        const got = this.src.readInto(buf, o, inFile, pos);
-        if (got !== inFile) throw truncated('PT_LOAD data', { file: this.path, offset: pos });
+      const pos = s.offset + (a - s.start);
+      if (inFile > 0 && pos + inFile > this.src.size) {
+        throw new VcvError('VCV_ERR_PAGE_NOT_DUMPED', `physical address 0x${a.toString(16)}: its data lies past the end of the file (cut short)`, {
+          file: this.path,
+          address: a,
+          reason: 'truncated',
+        });
       }
-      if (n > inFile) buf.fill(0, o + inFile, o + n);
+      plan.push({ pos, o, n: inFile, zero: n - inFile });
       a += n;
       o += n;
       left -= n;
+    }
+    return plan;
+  }
+
+  readPhys(addr: number | bigint, buf: Uint8Array, off = 0, len = buf.length - off): void {
+    for (const p of this.planRead(addr, off, len)) {
+      if (p.n > 0 && this.src.readInto(buf, p.o, p.n, p.pos) !== p.n) throw truncated('PT_LOAD data', { file: this.path, offset: p.pos });
+      if (p.zero > 0) buf.fill(0, p.o + p.n, p.o + p.n + p.zero);
+    }
+  }
+
+  /** readPhys off the main thread (for streaming a whole image; falls back to sync reads for flattened files). */
+  async readPhysAsync(addr: number | bigint, buf: Uint8Array, off = 0, len = buf.length - off): Promise<void> {
+    const src = this.src;
+    for (const p of this.planRead(addr, off, len)) {
+      if (p.n > 0) {
+        const got = src.readIntoAsync ? await src.readIntoAsync(buf, p.o, p.n, p.pos) : src.readInto(buf, p.o, p.n, p.pos);
+        if (got !== p.n) throw truncated('PT_LOAD data', { file: this.path, offset: p.pos });
+      }
+      if (p.zero > 0) buf.fill(0, p.o + p.n, p.o + p.n + p.zero);
     }
   }
 
