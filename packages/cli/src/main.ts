@@ -6,14 +6,6 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { reportError } from './output.js';
-import { registerConfigCommands } from './commands/config.js';
-import { registerPluginsCommand } from './commands/plugins.js';
-import { registerInspectCommand } from './commands/inspect.js';
-import { registerDaemonCommand } from './commands/daemon.js';
-import { registerDumpCommand } from './commands/dump.js';
-import { registerDmesgCommand } from './commands/dmesg.js';
-import { registerDemoCommand } from './commands/demo.js';
-import { registerReportCommand } from './commands/report.js';
 
 // Command modules import their heavy dependencies inside their actions: `vicover dump` must not pay
 // for the daemon's modules at start-up (whole-process time is what the benchmarks compare).
@@ -31,21 +23,37 @@ export function globalOptions(cmd: Command): Command {
     .addOption(new Option('--log-format <format>', 'log format').choices(['auto', 'json', 'pretty']));
 }
 
-export function buildProgram(ctx: Ctx): Command {
+type Register = (program: Command, ctx: Ctx) => void;
+
+/** Command modules in help order, each loaded only when needed. */
+const COMMANDS: readonly (readonly [string, () => Promise<Register>])[] = [
+  ['demo', async () => (await import('./commands/demo.js')).registerDemoCommand],
+  ['daemon', async () => (await import('./commands/daemon.js')).registerDaemonCommand],
+  ['dump', async () => (await import('./commands/dump.js')).registerDumpCommand],
+  ['dmesg', async () => (await import('./commands/dmesg.js')).registerDmesgCommand],
+  ['inspect', async () => (await import('./commands/inspect.js')).registerInspectCommand],
+  ['report', async () => (await import('./commands/report.js')).registerReportCommand],
+  ['config', async () => (await import('./commands/config.js')).registerConfigCommands],
+  ['plugins', async () => (await import('./commands/plugins.js')).registerPluginsCommand],
+];
+
+/** The commands to register for these arguments: only the one named (fast start), or all (help, errors). */
+async function commandsFor(argv: readonly string[]): Promise<Register[]> {
+  const name = argv[2];
+  if (name === '--version' || name === '-V') return [];
+  const one = COMMANDS.find(([n]) => n === name);
+  const list = one ? [one] : COMMANDS;
+  return Promise.all(list.map(([, load]) => load()));
+}
+
+export async function buildProgram(ctx: Ctx, argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('vicover')
     .description('Vicover: dump a crashed VM selectively while a recovery VM takes over its memory chunk by chunk')
     .version(CORE_VERSION, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.configureHelp({ sortSubcommands: false });
-  registerDemoCommand(program, ctx);
-  registerDaemonCommand(program, ctx);
-  registerDumpCommand(program, ctx);
-  registerDmesgCommand(program, ctx);
-  registerInspectCommand(program, ctx);
-  registerReportCommand(program, ctx);
-  registerConfigCommands(program, ctx);
-  registerPluginsCommand(program, ctx);
+  for (const register of await commandsFor(argv)) register(program, ctx);
   program.addHelpText(
     'after',
     `
@@ -59,7 +67,7 @@ Docs: docs/cli.md, docs/errors.md`,
 /** Run the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   const ctx: Ctx = { exitCode: 0 };
-  const program = buildProgram(ctx);
+  const program = await buildProgram(ctx, argv);
   const json = argv.includes('--json');
   try {
     await program.parseAsync([...argv]);

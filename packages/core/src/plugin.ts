@@ -149,7 +149,9 @@ export function instantiate(exp: unknown, rawOptions: Record<string, unknown> | 
 }
 
 function checkRange(range: string, label: string, plugin: string, where: { path: string; file?: string }) {
-  const semver = createRequire(import.meta.url)('semver') as typeof Semver;
+  // Only the two functions needed (the semver index loads a dozen modules).
+  const req = createRequire(import.meta.url);
+  const semver = { validRange: req('semver/ranges/valid') as typeof Semver.validRange, satisfies: req('semver/functions/satisfies') as typeof Semver.satisfies };
   if (!semver.validRange(range)) {
     throw new VcvError('VCV_ERR_PLUGIN_INVALID', `${label}: coreVersion "${range}" is not a semver range`, { plugin, ...where });
   }

@@ -536,15 +536,33 @@ export class CrashSession {
     const blockBytes = this.settings.blockMiB * MiB;
     const mem = this.memory;
     const pagesTotal = ordered.reduce((s, c) => s + c.selectedPages, 0);
-    // A source holding only some pages (a filtered dump as input) is read page run by page run; the
-    // gaps — pages that are not dumped anyway — stay zero in the buffer.
-    const present = mem.present;
+    // A block mostly selected is read whole (one big read); a sparse one only run by run — a level-31
+    // dump keeps a few percent of pages scattered over all of RAM, and reading the rest would cost more
+    // than the dump. Runs closer than GAP pages are read together. A source that holds only some pages
+    // (a filtered dump as input) is always read run by run. Bytes between runs are never written.
+    const GAP = 16;
     const readBlock = async (b: { start: number; end: number }, buf: Buffer): Promise<void> => {
-      if (!present) return mem.read(b.start, buf, 0, b.end - b.start);
-      buf.fill(0, 0, b.end - b.start);
-      for (const [p0, p1] of present.runs(b.start / PAGE_SIZE, b.end / PAGE_SIZE)) {
-        await mem.read(p0 * PAGE_SIZE, buf, p0 * PAGE_SIZE - b.start, (p1 - p0) * PAGE_SIZE);
+      const p0 = b.start / PAGE_SIZE;
+      const p1 = b.end / PAGE_SIZE;
+      const selected = pages ? pages.dump.count(p0, p1) : p1 - p0;
+      if (!mem.present && selected * 2 >= p1 - p0) return mem.read(b.start, buf, 0, b.end - b.start);
+      const reads: Promise<void>[] = [];
+      let rs = -1;
+      let re = -1;
+      const flush = () => {
+        if (rs >= 0) reads.push(mem.read(rs * PAGE_SIZE, buf, rs * PAGE_SIZE - b.start, (re - rs) * PAGE_SIZE));
+      };
+      const runs = pages ? (pages.dump as unknown as Bitmap).runs(p0, p1) : [[p0, p1] as [number, number]];
+      for (const [a, z] of runs) {
+        if (rs >= 0 && a - re <= GAP && !mem.present) re = z;
+        else {
+          flush();
+          rs = a;
+          re = z;
+        }
       }
+      flush();
+      await Promise.all(reads);
     };
     let pagesWritten = 0;
     let bytesWritten = 0;

@@ -68,11 +68,12 @@ export async function runDump(image: string, o: DumpOptions): Promise<{ report: 
     if (!Number.isInteger(level) || level < 0 || level > 31) throw new VcvError('VCV_ERR_USAGE', `--level must be an integer 0-31, got ${o.level}`);
   } else if (o.exclude !== undefined) level = levelFromExclude(o.exclude);
   if (o.format === 'elf' && o.compress !== 'none') throw new VcvError('VCV_ERR_USAGE', 'ELF dumps cannot be compressed; use --format kdump');
-  const [{ CrashSession }, { openImage }, { createCore }, { progressBar }] = await Promise.all([
+  const showProgress = o.progress !== false && !o.json && process.stderr.isTTY === true;
+  const [{ CrashSession }, { openImage }, { createCore }, progress] = await Promise.all([
     import('@vicover/core'),
     import('@vicover/image'),
     import('../setup.js'),
-    import('../progress.js'),
+    showProgress ? import('../progress.js') : null,
   ]);
   const { core } = await createCore({
     inline: {
@@ -84,7 +85,7 @@ export async function runDump(image: string, o: DumpOptions): Promise<{ report: 
     logLevel: o.logLevel ?? (o.json ? 'error' : 'warn'),
   });
   const memory = await openImage(image, { layout: o.layout });
-  const bar = o.progress !== false && !o.json && process.stderr.isTTY ? progressBar('dump') : null;
+  const bar = progress ? progress.progressBar('dump') : null;
   const session = new CrashSession({
     core,
     backend: null,
