@@ -46,6 +46,7 @@ const DUMPS = {
   r31: { input: 'ram.img', args: ['-d', '31'] },
   r31z: { input: 'ram.img', args: ['-d', '31', '--compress', 'zlib'] },
   r31s: { input: 'ram.img', args: ['-d', '31', '--compress', 'snappy'] },
+  r31l: { input: 'ram.img', args: ['-d', '31', '--compress', 'lzo'] },
   r16: { input: 'ram.img', args: ['-d', '16'] },
   r16z: { input: 'ram.img', args: ['-d', '16', '--compress', 'zlib'] },
   e31z: { input: 'vmcore.elf', args: ['-d', '31', '--compress', 'zlib'] },
@@ -53,7 +54,7 @@ const DUMPS = {
   rc31: { input: 'ram.img', args: ['-d', '31', '--free-rule', 'refcount-zero'] },
 } as const;
 type Key = keyof typeof DUMPS;
-const KDUMPS: Key[] = ['r31', 'r31z', 'r31s', 'r16', 'r16z', 'e31z', 'rc31'];
+const KDUMPS: Key[] = ['r31', 'r31z', 'r31s', 'r31l', 'r16', 'r16z', 'e31z', 'rc31'];
 
 const excludedOf = (r: CliRun): Record<string, number> => r.json.pages.excluded;
 
@@ -207,7 +208,7 @@ for (const name of IMAGES) {
       }
     });
 
-    it('libkdumpfile reads every page of our kdump files (raw, zlib, snappy) and each equals the source page', () => {
+    it('libkdumpfile reads every page of our kdump files (raw, zlib, lzo, snappy) and each equals the source page', () => {
       for (const k of KDUMPS) {
         const c = checks[k];
         expect(c, `${k} was checked`).toBeDefined();
@@ -226,7 +227,7 @@ for (const name of IMAGES) {
     it('makedumpfile --dump-dmesg on our dump prints the guest’s log; vicover dmesg --panic finds the panic in raw RAM', () => {
       const dmesg = fs.readFileSync(path.join(dir, 'dmesg.txt'), 'utf8');
       expect(dmesg).toContain(PANIC);
-      for (const k of ['r31z', 'r16'] as Key[]) {
+      for (const k of ['r31z', 'r31l', 'r16'] as Key[]) {
         const txt = path.join(tmp, `${k}.dmesg`);
         const r = run('makedumpfile', ['--dump-dmesg', out(k), txt]);
         expect(r.status, r.stdout + r.stderr).toBe(0);

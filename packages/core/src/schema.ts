@@ -6,7 +6,7 @@
 export const MODES = ['vicover', 'coredump-restart', 'restart-only'] as const;
 export type Mode = (typeof MODES)[number];
 
-export const COMPRESSIONS = ['none', 'zlib', 'snappy'] as const;
+export const COMPRESSIONS = ['none', 'zlib', 'lzo', 'snappy'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
 
 export const coreSchema = {
@@ -48,7 +48,7 @@ export const coreSchema = {
       properties: {
         dir: { description: 'directory for dumps and reports (created 0700)', type: 'string', minLength: 1, default: '/var/lib/vicover/dumps' },
         format: { description: 'dump file format', enum: ['kdump', 'elf'], default: 'kdump' },
-        compression: { description: 'per-page compression of kdump files', enum: [...COMPRESSIONS], default: 'none' },
+        compression: { description: 'per-page compression of kdump files (lzo: fastest that Debian makedumpfile and crash read)', enum: [...COMPRESSIONS], default: 'none' },
         level: { description: 'makedumpfile dump level: 1 zero, 2 cache, 4 private cache, 8 user data, 16 free pages', type: 'integer', minimum: 0, maximum: 31, default: 31 },
         chunkMiB: { description: 'handover chunk size in MiB (rounded up to the backend growth granularity)', type: 'integer', minimum: 1, maximum: 1048576, default: 128 },
         blockMiB: { description: 'read/write unit within a chunk, in MiB', type: 'integer', minimum: 1, maximum: 256, default: 4 },

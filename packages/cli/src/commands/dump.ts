@@ -111,7 +111,7 @@ export function registerDumpCommand(program: Command, ctx: Ctx): void {
     .argument('<image>', 'raw RAM file (QEMU memory-backend-file), ELF vmcore, or kdump file')
     .requiredOption('-o, --output <file>', 'output dump file (created 0600; never overwritten without --force)')
     .addOption(new Option('-f, --format <format>', 'output format').choices(['kdump', 'elf']).default('kdump'))
-    .addOption(new Option('--compress <codec>', 'per-page compression (kdump)').choices(['none', 'zlib', 'snappy']).default('none'))
+    .addOption(new Option('--compress <codec>', 'per-page compression (kdump; lzo is the fastest that Debian makedumpfile reads)').choices(['none', 'zlib', 'lzo', 'snappy']).default('none'))
     .option('-d, --level <0-31>', 'makedumpfile dump level: 1 zero, 2 cache, 4 private cache, 8 user data, 16 free (default 31)')
     .option('--exclude <classes>', 'comma-separated classes to exclude instead of --level: zero,cache,private-cache,user,free')
     .option('--vmcoreinfo <file>', 'VMCOREINFO text to use when the image carries none (else guest RAM is scanned)')
