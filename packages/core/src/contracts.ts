@@ -65,7 +65,7 @@ export interface IoLimits {
 }
 
 /**
- * A backend: the hypervisor side of a crash (QEMU/KVM, Xen, the simulated host). One contract for all;
+ * A backend: the hypervisor side of a crash (each hypervisor, and the simulated host, is a plugin). One contract for all;
  * methods a hypervisor cannot support throw VcvError VCV_ERR_BACKEND with a reason.
  */
 export interface Backend {
@@ -87,7 +87,7 @@ export interface Backend {
    * (measured, not assumed). Never called before the range's pages are durable.
    */
   release(vm: VmRef, range: PhysRange): Promise<{ readonly freedBytes: number }>;
-  /** Whether release() frees memory at once for this VM (false e.g. for Xen PV, which frees at destroy). */
+  /** Whether release() frees memory at once for this VM (false where the hypervisor frees a crashed VM's memory only when it is destroyed). */
   releasesImmediately(vm: VmRef): boolean;
   /** Host memory the crashed VM still holds (bytes), measured. */
   allocatedBytes(vm: VmRef): Promise<number>;

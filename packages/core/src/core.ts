@@ -127,7 +127,7 @@ export class Vicover {
       return b.backend;
     }
     if (this.backends.size === 1) return [...this.backends.values()][0]!.backend;
-    if (this.backends.size === 0) throw new VcvError('VCV_ERR_NO_BACKEND', 'no backend plugin is loaded; add one (e.g. "qemu", "xen" or "simhost") to plugins:');
+    if (this.backends.size === 0) throw new VcvError('VCV_ERR_NO_BACKEND', 'no backend plugin is loaded; add one to plugins: (docs/plugins.md lists the backends)');
     throw new VcvError('VCV_ERR_NO_BACKEND', `several backends are loaded (${this.backendNames().join(', ')}); choose one with backend:`);
   }
 

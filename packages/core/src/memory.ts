@@ -45,7 +45,7 @@ export interface MemorySource {
    * input: makedumpfile's -d 31 output). Reading a page outside it fails; dumps never include it.
    */
   readonly present?: { get(pfn: number): boolean; count(start?: number, end?: number): number; runs(start?: number, end?: number): Iterable<[number, number]> };
-  /** ELF notes the source carries (a vmcore's PT_NOTE: NT_PRSTATUS, VMCOREINFO …); empty for raw RAM. */
+  /** ELF notes the source carries (a vmcore's PT_NOTE: CPU state, guest-OS notes …); empty for raw RAM. */
   readonly notes: readonly ElfNote[];
   /** Release file descriptors. Idempotent. */
   close(): Promise<void>;

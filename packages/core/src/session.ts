@@ -100,7 +100,7 @@ export class CrashSession {
   readonly settings: DumpSettings;
   /** Plugin-private state, keyed by plugin name (extension point without new core fields). */
   readonly data = new Map<string, unknown>();
-  /** Notes the dump will carry: CPU notes from the backend, then guest-OS notes (VMCOREINFO …). */
+  /** Notes the dump will carry: CPU notes from the backend, then guest-OS notes from the introspection plugin. */
   readonly notes: ElfNote[] = [];
   /** Dump header facts a guest-OS plugin knows (utsname, phys_base). */
   readonly dumpInfo: { utsname: Utsname; physBase: bigint } = { utsname: { machine: 'x86_64' }, physBase: 0n };

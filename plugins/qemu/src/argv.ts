@@ -7,6 +7,7 @@
  * QEMU option values are comma lists (`memory-backend-file,id=ram,size=1G`); a literal comma is
  * written `,,`.
  */
+import { editKernelCmdline, type KernelCmdlineEdits } from '@vicover/hostutil';
 import * as path from 'node:path';
 import { VcvError } from '@vicover/errors';
 
@@ -206,26 +207,6 @@ export function consoleFileOf(args: readonly Arg[]): string | null {
   return s?.value?.startsWith('file:') ? s.value.slice(5) : null;
 }
 
-export interface AppendEdits {
-  /** Replace the whole kernel command line. */
-  readonly set?: string;
-  /** Remove parameters by key (`vicover.load`) or exact `key=value`. */
-  readonly remove?: readonly string[];
-  /** Add parameters (after removals). */
-  readonly add?: readonly string[];
-}
-
-export function editAppend(cmdline: string, e: AppendEdits): string {
-  let params = (e.set ?? cmdline).split(/\s+/).filter(Boolean);
-  for (const r of e.remove ?? []) params = params.filter((p) => p !== r && p.split('=')[0] !== r);
-  for (const a of e.add ?? []) {
-    const key = a.split('=')[0];
-    params = params.filter((p) => p.split('=')[0] !== key || !a.includes('='));
-    params.push(a);
-  }
-  return params.join(' ');
-}
-
 export interface RecoveryArgvInput {
   readonly args: readonly Arg[];
   /** The crashed VM's QMP socket (its monitors are replaced by ours). */
@@ -244,7 +225,7 @@ export interface RecoveryArgvInput {
    * fullBytes − bootBytes of it is ever plugged.
    */
   readonly vmem: { readonly file: string; readonly pluggedBytes: number; readonly blockBytes: number; readonly regionBytes: number } | null;
-  readonly append?: AppendEdits;
+  readonly append?: KernelCmdlineEdits;
   readonly extraArgs?: readonly string[];
 }
 
@@ -304,7 +285,7 @@ export function recoveryArgv(i: RecoveryArgvInput): string[] {
         const add = [...(i.append?.add ?? [])];
         // Hot-plugged memory must come online by itself: no udev in many guests.
         if (i.vmem) add.unshift('memhp_default_state=online');
-        out.push({ opt: 'append', value: editAppend(a.value ?? '', { ...i.append, add }) });
+        out.push({ opt: 'append', value: editKernelCmdline(a.value ?? '', { ...i.append, add }) });
         continue;
       }
       default:

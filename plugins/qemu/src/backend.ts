@@ -37,7 +37,7 @@ import { cpuNotes, parseInfoRegisters } from './registers.js';
 import { allocatedBytes, fileRangesOf, punchHoles } from './ramfile.js';
 import { alive, cmdlineMentions, findQemuByArg, readPidfile, readProc, waitExit } from './proc.js';
 import { consoleFileOf, drivesOf, endpointsOf as argvEndpoints, parseArgv, qmpSocketsOf, ramOf, recoveryArgv, safeName, VMEM_DEVICE_ID, type DriveInfo } from './argv.js';
-import { followFile } from './console.js';
+import { followFile } from '@vicover/hostutil';
 import type { QemuOptions, VmOptions } from './options.js';
 
 const MiB = 1024 * 1024;

@@ -8,5 +8,5 @@ export { QmpClient, QmpWatcher } from './qmp.js';
 export type { QmpEvent, QmpGreeting } from './qmp.js';
 export { parseInfoRegisters, cpuNotes } from './registers.js';
 export type { ParsedCpu } from './registers.js';
-export { parseArgv, formatArgv, parseProps, formatProps, recoveryArgv, endpointsOf, drivesOf, ramOf, qmpSocketsOf, editAppend, parseSize } from './argv.js';
+export { parseArgv, formatArgv, parseProps, formatProps, recoveryArgv, endpointsOf, drivesOf, ramOf, qmpSocketsOf, parseSize } from './argv.js';
 export { fileRangesOf, allocatedBytes, punchHoles } from './ramfile.js';

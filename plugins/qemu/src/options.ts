@@ -1,5 +1,5 @@
 /** The `qemu` plugin's options: JSON Schema (validated by the core's loader) and their TypeScript shape. */
-import type { AppendEdits } from './argv.js';
+import { kernelCmdlineEditsSchema, type KernelCmdlineEdits } from '@vicover/hostutil';
 import type { Layout } from './ramfile.js';
 
 export interface RecoveryOptions {
@@ -7,7 +7,7 @@ export interface RecoveryOptions {
   readonly ramDir?: string;
   /** Boot memory of a growable recovery VM, MiB (the rest arrives through virtio-mem). */
   readonly bootMiB: number;
-  readonly append?: AppendEdits;
+  readonly append?: KernelCmdlineEdits;
   readonly extraArgs?: readonly string[];
   /** A standing limit on the recovery VM's disk (emulates the device bandwidth; the I/O policy may lower it). */
   readonly ioLimitMiBps?: number;
@@ -43,16 +43,7 @@ export interface QemuOptions {
   readonly binary?: string;
 }
 
-const appendEdits = {
-  type: 'object',
-  additionalProperties: false,
-  description: "edits to the kernel command line (-append) of recovery VMs started with -kernel",
-  properties: {
-    set: { type: 'string', description: 'replace the whole kernel command line' },
-    remove: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'parameters to drop, by key (vicover.load) or exact key=value' },
-    add: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'parameters to add' },
-  },
-} as const;
+const appendEdits = kernelCmdlineEditsSchema("edits to the kernel command line (-append) of recovery VMs started with -kernel");
 
 export const optionsSchema = {
   type: 'object',

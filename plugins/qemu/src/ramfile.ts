@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import { rawSegments, resolveLayout } from '@vicover/image';
 import type { PhysRange } from '@vicover/core';
-import { run } from './exec.js';
+import { run } from '@vicover/hostutil';
 
 export type Layout = 'flat' | 'pc' | 'auto';
 

@@ -13,7 +13,6 @@ import { decodePrstatus } from '@vicover/dumpfmt';
 import {
   cpuNotes,
   drivesOf,
-  editAppend,
   endpointsOf,
   fileRangesOf,
   formatProps,
@@ -84,11 +83,6 @@ describe('QEMU command lines', () => {
     const p = parseProps(s);
     expect(p.find((x) => x.key === 'mem-path')!.value).toBe('/a,b/c.ram');
     expect(formatProps(p)).toBe(s);
-  });
-
-  it('kernel command line edits', () => {
-    expect(editAppend('a=1 b c=3', { remove: ['b', 'c'], add: ['d=4', 'a=2'] })).toBe('d=4 a=2');
-    expect(editAppend('x', { set: 'y z', add: ['w'] })).toBe('y z w');
   });
 
   it('a growable recovery VM: new RAM files, virtio-mem, its own QMP and pidfile, same disk and ports', () => {

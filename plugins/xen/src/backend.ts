@@ -37,9 +37,10 @@ import { HelperClient, SyncHelper, locateHelper } from './helper.js';
 import { XenMemorySource, type DomainLayout } from './memory.js';
 import { parseVcpus, vcpuNotes, type HelperVcpu } from './registers.js';
 import { Xl, isCrashed, watchXenstore, type XlDomain } from './xl.js';
-import { editCmdline, q, toXlConfig } from './config.js';
+import { q, toXlConfig } from './config.js';
+import { editKernelCmdline } from '@vicover/hostutil';
 import { CgroupIo, blkbackStats, blockDeviceOf, qdiskPid, vdevId } from './io.js';
-import { followFile } from './console.js';
+import { followFile } from '@vicover/hostutil';
 import type { DomainOptions, XenOptions } from './options.js';
 
 const MiB = 1024 * 1024;
@@ -542,7 +543,7 @@ export class XenBackend implements Backend {
       await fsp.copyFile(def.configFile, cfgFile);
       extra.push(`name=${q(id)}`, `memory=${Math.floor(memoryKiB / 1024)}`, `maxmem=${Math.ceil(maxMemKiB / 1024)}`);
       const cmdline = (def.config.b_info as Record<string, unknown> | undefined)?.cmdline;
-      if (cfgOpts?.recovery.cmdline && typeof cmdline === 'string') extra.push(`cmdline=${q(editCmdline(cmdline, cfgOpts.recovery.cmdline))}`);
+      if (cfgOpts?.recovery.cmdline && typeof cmdline === 'string') extra.push(`cmdline=${q(editKernelCmdline(cmdline, cfgOpts.recovery.cmdline))}`);
       extra.push(...(cfgOpts?.recovery.extraConfig ?? []));
     } else {
       const conv = toXlConfig(def.config, { name: id, memoryKiB, maxMemKiB, cmdline: cfgOpts?.recovery.cmdline, extra: cfgOpts?.recovery.extraConfig });

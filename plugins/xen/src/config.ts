@@ -7,11 +7,8 @@
  * the recovery domain needs it (HVM guests, PCI passthrough, vfb, …).
  */
 
-export interface CmdlineEdits {
-  readonly set?: string;
-  readonly remove?: readonly string[];
-  readonly add?: readonly string[];
-}
+import { editKernelCmdline, type KernelCmdlineEdits } from '@vicover/hostutil';
+
 
 export interface XlConfig {
   /** xl.cfg lines. */
@@ -35,13 +32,6 @@ export function q(s: string): string {
   return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
-/** Apply edits to a kernel command line: `remove` by key (`vicover.load`) or exact `key=value`. */
-export function editCmdline(cmdline: string, e: CmdlineEdits | undefined): string {
-  if (!e) return cmdline;
-  let words = (e.set ?? cmdline).split(/\s+/).filter(Boolean);
-  for (const r of e.remove ?? []) words = words.filter((w) => w !== r && w.split('=')[0] !== r);
-  return [...words, ...(e.add ?? [])].join(' ');
-}
 
 const ACTIONS = new Set(['on_poweroff', 'on_reboot', 'on_watchdog', 'on_crash', 'on_soft_reset']);
 const C_INFO_KNOWN = new Set(['type', 'name', 'domid', 'uuid', 'run_hotplug_scripts', 'ssidref', 'ssid_label', 'pool_id', 'pool_name', 'xend_suspend_evtchn_compat', 'passthrough']);
@@ -89,7 +79,7 @@ function vifSpec(n: Obj): string {
  * Convert a libxl JSON configuration into xl.cfg lines for a (recovery) domain named `name` with
  * `memory`/`maxmem` in KiB. Throws nothing: unknown parts end up in `unmapped`.
  */
-export function toXlConfig(cfg: Obj, o: { name: string; memoryKiB?: number; maxMemKiB?: number; cmdline?: CmdlineEdits; extra?: readonly string[] }): XlConfig {
+export function toXlConfig(cfg: Obj, o: { name: string; memoryKiB?: number; maxMemKiB?: number; cmdline?: KernelCmdlineEdits; extra?: readonly string[] }): XlConfig {
   const unmapped: string[] = [];
   const c = isObj(cfg.c_info) ? cfg.c_info : {};
   const b = isObj(cfg.b_info) ? cfg.b_info : {};
@@ -126,7 +116,7 @@ export function toXlConfig(cfg: Obj, o: { name: string; memoryKiB?: number; maxM
   const cmdline = str(b.cmdline) ?? str(pv.cmdline);
   if (kernel) lines.push(`kernel = ${q(kernel)}`);
   if (ramdisk) lines.push(`ramdisk = ${q(ramdisk)}`);
-  if (cmdline !== undefined || o.cmdline) lines.push(`cmdline = ${q(editCmdline(cmdline ?? '', o.cmdline))}`);
+  if (cmdline !== undefined || o.cmdline) lines.push(`cmdline = ${q(editKernelCmdline(cmdline ?? '', o.cmdline))}`);
   const disks: { target: string; vdev: string; backend?: string }[] = [];
   const diskSpecs: string[] = [];
   for (const d of Array.isArray(cfg.disks) ? cfg.disks : []) {

@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VcvError } from '@vicover/errors';
-import { run, shortText } from './exec.js';
+import { run, shortText } from '@vicover/hostutil';
 
 export const HELPER_NAME = 'vicover-xen-helper';
 export const PROTOCOL = 1;

@@ -12,6 +12,6 @@ export { parseVcpus, vcpuNotes } from './registers.js';
 export type { HelperVcpu, ParsedVcpu } from './registers.js';
 export { Xl, parseXlList, isCrashed, isDying, watchXenstore } from './xl.js';
 export type { XlDomain } from './xl.js';
-export { toXlConfig, editCmdline } from './config.js';
-export type { XlConfig, CmdlineEdits } from './config.js';
+export { toXlConfig } from './config.js';
+export type { XlConfig } from './config.js';
 export { ioMaxLine, parseIoStat, vdevId, qdiskPid, blockDeviceOf, CgroupIo } from './io.js';

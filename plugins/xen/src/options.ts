@@ -1,9 +1,9 @@
 /** The `xen` plugin's options: JSON Schema (validated by the core's loader) and their TypeScript shape. */
-import type { CmdlineEdits } from './config.js';
+import { kernelCmdlineEditsSchema, type KernelCmdlineEdits } from '@vicover/hostutil';
 
 export interface RecoveryOptions {
   /** Edits of the kernel command line of recovery domains (PV/PVH direct kernel boot). */
-  readonly cmdline?: CmdlineEdits;
+  readonly cmdline?: KernelCmdlineEdits;
   /** Extra xl.cfg lines for recovery domains. */
   readonly extraConfig?: readonly string[];
 }
@@ -36,16 +36,7 @@ export interface XenOptions {
   };
 }
 
-const cmdline = {
-  type: 'object',
-  additionalProperties: false,
-  description: 'edits to the kernel command line of recovery domains',
-  properties: {
-    set: { type: 'string', description: 'replace the whole command line' },
-    remove: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'parameters to drop, by key (vicover.load) or exact key=value' },
-    add: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'parameters to add' },
-  },
-} as const;
+const cmdline = kernelCmdlineEditsSchema('edits to the kernel command line of recovery domains');
 
 export const optionsSchema = {
   type: 'object',

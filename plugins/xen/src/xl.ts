@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { VcvError } from '@vicover/errors';
-import { run } from './exec.js';
+import { run } from '@vicover/hostutil';
 
 export interface XlDomain {
   readonly name: string;
@@ -41,7 +41,7 @@ export class Xl {
   constructor(private readonly o: XlOptions) {}
 
   private xl(args: readonly string[], timeoutMs = this.o.timeoutMs, signal?: AbortSignal) {
-    return run(this.o.xl, args, { timeoutMs, signal });
+    return run(this.o.xl, args, { timeoutMs, signal, maxBuffer: 64 << 20 }); // `xl list -l` of many domains is large
   }
 
   async list(): Promise<XlDomain[]> {

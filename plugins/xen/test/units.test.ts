@@ -15,7 +15,6 @@ import {
   HelperClient,
   SyncHelper,
   XenMemorySource,
-  editCmdline,
   ioMaxLine,
   locateHelper,
   parseIoStat,
@@ -69,11 +68,6 @@ describe('toolstack output', () => {
   it('names what it cannot carry over', () => {
     const c = toXlConfig({ c_info: { type: 'hvm', name: 'x' }, b_info: { max_memkb: 1024, 'type.hvm': { firmware: 'bios' } }, pcidevs: [{ bdf: '00:01.0' }] }, { name: 'y' });
     expect(c.unmapped).toEqual(['pcidevs', 'b_info.type.hvm (HVM guests need configFile)']);
-  });
-
-  it('edits kernel command lines by key or exact parameter', () => {
-    expect(editCmdline('a=1 b=2 vicover.load=anon:64 c', { remove: ['vicover.load', 'b=2'], add: ['d=4'] })).toBe('a=1 c d=4');
-    expect(editCmdline('a', { set: 'x y', remove: ['x'] })).toBe('y');
   });
 
   it('writes io.max lines and reads io.stat', () => {

@@ -1,7 +1,7 @@
 /**
- * Follow a domain's console log (xenconsoled --log=guest writes /var/log/xen/console/guest-NAME.log)
- * line by line. Polls (200 ms): the file appears when the domain's console connects and grows in
- * small pieces.
+ * Follow a console log file line by line (QEMU `-serial file:PATH`; xenconsoled --log=guest writes
+ * /var/log/xen/console/guest-NAME.log). Polls (default 200 ms): the file may not exist yet when
+ * following starts, and it grows in small pieces. Returns a function that stops following.
  */
 import { promises as fsp } from 'node:fs';
 

@@ -1,16 +1,17 @@
 /**
- * External commands (`xl`, `make`) through execa: always with a timeout, a kill signal and an
- * optional cancel signal; failures become coded errors carrying the command's short stderr. (The
- * long-lived children — the helper processes, xenstore-watch — are spawned directly: they need
- * custom stdio (FIFOs) and live as long as the daemon.)
+ * External commands (`fallocate`, `xl`, `make`, …) through execa: always with a timeout, a kill
+ * signal and an optional cancel signal; failures become coded errors carrying the command's short
+ * stderr. Long-lived children that need custom stdio (FIFOs) are spawned by their owners directly.
  */
 import { execa, ExecaError } from 'execa';
 import { VcvError } from '@vicover/errors';
 
 export interface RunOptions {
-  /** Kill the command (SIGKILL) after this many ms. Default 60 s. */
+  /** Kill the command (SIGKILL) after this many ms. Default 30 s. */
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+  /** Largest stdout/stderr kept, bytes. Default 16 MiB. */
+  readonly maxBuffer?: number;
 }
 
 export interface RunResult {
@@ -18,13 +19,14 @@ export interface RunResult {
   readonly stderr: string;
 }
 
+/** One line of at most `max` characters (white space folded): for error messages. */
 export function shortText(s: string, max = 400): string {
   const t = s.trim().replace(/\s+/g, ' ');
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
 export async function run(cmd: string, args: readonly string[], o: RunOptions = {}): Promise<RunResult> {
-  const timeoutMs = o.timeoutMs ?? 60_000;
+  const timeoutMs = o.timeoutMs ?? 30_000;
   const line = [cmd, ...args].join(' ');
   try {
     const r = await execa(cmd, args, {
@@ -32,7 +34,7 @@ export async function run(cmd: string, args: readonly string[], o: RunOptions = 
       killSignal: 'SIGKILL',
       forceKillAfterDelay: 1000,
       ...(o.signal ? { cancelSignal: o.signal } : {}),
-      maxBuffer: 64 << 20,
+      maxBuffer: o.maxBuffer ?? 16 << 20,
       stripFinalNewline: false,
       stdin: 'ignore',
     });
