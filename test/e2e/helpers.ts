@@ -206,33 +206,7 @@ export async function dumpDmesg(dump: string, out: string): Promise<string> {
   return fsp.readFile(out, 'utf8');
 }
 
-const PAGE_CHECK = String.raw`
-import kdumpfile, sys, json
-dump, ref = sys.argv[1], sys.argv[2]
-k = kdumpfile.kdumpfile(dump)
-maxpfn = int(k.attr['max_pfn'])
-res = {'read': 0, 'mismatch': 0, 'missing': 0, 'firstMismatch': None, 'maxPfn': maxpfn}
-with open(ref, 'rb') as f:
-    for pfn in range(maxpfn):
-        try:
-            b = k.read(kdumpfile.KDUMP_MACHPHYSADDR, pfn * 4096, 4096)
-        except Exception:
-            res['missing'] += 1
-            continue
-        res['read'] += 1
-        f.seek(pfn * 4096)
-        r = f.read(4096)
-        if len(r) < 4096: r = r + bytes(4096 - len(r))
-        if b != r:
-            res['mismatch'] += 1
-            if res['firstMismatch'] is None: res['firstMismatch'] = pfn
-try:
-    regs = k.attr['cpu']['0']['reg']
-    res['cpu0rip'] = regs['rip']
-except Exception as e:
-    res['cpu0rip'] = None
-print(json.dumps(res))
-`;
+const PAGE_CHECK = fileURLToPath(new URL('../tools/kdump-pagecheck.py', import.meta.url));
 
 export interface PageCheck {
   read: number;
@@ -240,7 +214,9 @@ export interface PageCheck {
   missing: number;
   firstMismatch: number | null;
   maxPfn: number;
-  cpu0rip: number | null;
+  cpus: number;
+  /** cpu0's rip from the dump's NT_PRSTATUS, hex (`0xffffffff8…`). */
+  cpu0rip: string | null;
 }
 
 /**
@@ -249,7 +225,7 @@ export interface PageCheck {
  * (flat layout: file offset = physical address).
  */
 export function kdumpfilePageCheck(dump: string, refRam: string): PageCheck {
-  const r = spawnSync('/usr/bin/python3', ['-c', PAGE_CHECK, dump, refRam], { encoding: 'utf8', maxBuffer: 64 << 20, timeout: 600_000 });
+  const r = spawnSync('/usr/bin/python3', [PAGE_CHECK, dump, refRam], { encoding: 'utf8', maxBuffer: 64 << 20, timeout: 600_000 });
   if (r.status !== 0) throw new Error(`libkdumpfile check failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as PageCheck;
 }

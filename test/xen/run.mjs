@@ -60,33 +60,7 @@ function prerequisites() {
   return missing;
 }
 
-const PAGE_CHECK = String.raw`
-import kdumpfile, sys, json
-dump, ref = sys.argv[1], sys.argv[2]
-k = kdumpfile.kdumpfile(dump)
-maxpfn = int(k.attr['max_pfn'])
-res = {'read': 0, 'mismatch': 0, 'missing': 0, 'firstMismatch': None, 'maxPfn': maxpfn}
-with open(ref, 'rb') as f:
-    for pfn in range(maxpfn):
-        try:
-            b = k.read(kdumpfile.KDUMP_MACHPHYSADDR, pfn * 4096, 4096)
-        except Exception:
-            res['missing'] += 1
-            continue
-        res['read'] += 1
-        f.seek(pfn * 4096)
-        r = f.read(4096)
-        if len(r) < 4096: r = r + bytes(4096 - len(r))
-        if b != r:
-            res['mismatch'] += 1
-            if res['firstMismatch'] is None: res['firstMismatch'] = pfn
-try:
-    res['cpus'] = len(k.attr['cpu'])
-    res['cpu0rip'] = hex(k.attr['cpu']['0']['reg']['rip'])
-except Exception:
-    res['cpus'] = 0
-print(json.dumps(res))
-`;
+const PAGE_CHECK = path.join(ROOT, 'test/tools/kdump-pagecheck.py');
 
 /** Host-side checks of one scenario's results (dir = /share/results/NAME seen from the host). */
 export function verify(s, dir, r) {
@@ -103,7 +77,7 @@ export function verify(s, dir, r) {
     const dm = spawnSync('makedumpfile', ['--dump-dmesg', dump, path.join(dir, 'dmesg.txt')], { encoding: 'utf8' });
     const dmesg = existsSync(path.join(dir, 'dmesg.txt')) ? readFileSync(path.join(dir, 'dmesg.txt'), 'utf8') : '';
     check(n, 'makedumpfile --dump-dmesg shows the panic line', dm.status === 0 && dmesg.includes(PANIC), dm.status === 0 ? '' : dm.stderr.slice(-200));
-    const pc = spawnSync('/usr/bin/python3', ['-c', PAGE_CHECK, dump, path.join(dir, 'ref.raw')], { encoding: 'utf8', maxBuffer: 16 << 20, timeout: 1_800_000 });
+    const pc = spawnSync('/usr/bin/python3', [PAGE_CHECK, dump, path.join(dir, 'ref.raw')], { encoding: 'utf8', maxBuffer: 16 << 20, timeout: 1_800_000 });
     const page = pc.status === 0 ? JSON.parse(pc.stdout) : null;
     r.pageCheck = page;
     check(n, 'libkdumpfile: every dumped page equals the reference copy', page && page.read > 0 && page.mismatch === 0, page ? `${page.read} pages read, ${page.mismatch} differ` : pc.stderr.slice(-300));
