@@ -3,10 +3,11 @@
  * run the built CLI as a user would, and the independent oracles (makedumpfile, readelf,
  * python3-libkdumpfile under /usr/bin/python3).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { missingCommands } from '../tools/commands.mjs';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = path.join(ROOT, 'packages/cli/bin/vicover.js');
@@ -17,29 +18,9 @@ export const PANIC = 'Kernel panic - not syncing: sysrq triggered crash';
 /** The image sets under test: the CI pair, plus the ≥ 4 GiB ones with VICOVER_BIG_IMAGES=1. */
 export const IMAGES: readonly string[] = ['small4', 'mixed5', ...(process.env.VICOVER_BIG_IMAGES === '1' ? ['big4', 'big5'] : [])];
 
-export function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function hasLibkdumpfile(): boolean {
-  try {
-    execFileSync(PY, ['-c', 'import kdumpfile'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Tools these tests need (building the images needs QEMU; the oracles need the rest). */
 export function missingTools(): string[] {
-  const missing = ['qemu-system-x86_64', 'makedumpfile', 'readelf'].filter((t) => !have(t));
-  if (!hasLibkdumpfile()) missing.push('python3-libkdumpfile (/usr/bin/python3)');
-  return missing;
+  return missingCommands(['qemu-system-x86_64', 'makedumpfile', 'readelf'], { python: ['kdumpfile'] });
 }
 
 export interface CliRun {

@@ -4,7 +4,7 @@
  * measures downtime, an independent host-memory sampler, and the dump oracles (makedumpfile,
  * libkdumpfile under /usr/bin/python3).
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { promises as fsp, readdirSync, statSync } from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -12,23 +12,15 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 // @ts-ignore — plain ESM harness without type declarations
 import { buildGuest, startGuest } from '../guest/guest.mjs';
+import { missingCommands } from '../tools/commands.mjs';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const MiB = 1024 * 1024;
 export const PANIC = 'Kernel panic - not syncing: sysrq triggered crash';
 const execFileP = promisify(execFile);
 
-export function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function missingTools(extra: string[] = []): string[] {
-  return ['qemu-system-x86_64', 'qemu-img', 'fallocate', 'busybox', 'mke2fs', 'apt-get', ...extra].filter((t) => !have(t));
+  return missingCommands(['qemu-system-x86_64', 'qemu-img', 'fallocate', 'busybox', 'mke2fs', 'apt-get', ...extra]);
 }
 
 export async function until<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60_000, everyMs = 200): Promise<T> {
@@ -230,8 +222,9 @@ export function kdumpfilePageCheck(dump: string, refRam: string): PageCheck {
   return JSON.parse(r.stdout) as PageCheck;
 }
 
+/** libkdumpfile for the page checks (in CI a missing module fails the run: test/tools/commands.mjs). */
 export function haveKdumpfile(): boolean {
-  return spawnSync('/usr/bin/python3', ['-c', 'import kdumpfile'], { stdio: 'ignore' }).status === 0;
+  return missingCommands([], { python: ['kdumpfile'] }).length === 0;
 }
 
 /** A sparse copy of a RAM file (the reference for page checks); reading holes allocates nothing. */

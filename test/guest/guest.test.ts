@@ -10,19 +10,12 @@ import { ensureImage, readMeta, SPECS } from './images.mjs';
 import { parseMakedumpfileReport } from './make-image.mjs';
 // @ts-ignore
 import { parseVmcoreinfo } from './vmcoreinfo.mjs';
+import { missingCommands } from '../tools/commands.mjs';
 
 const PANIC = 'Kernel panic - not syncing: sysrq triggered crash';
 
-function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 const tools = ['qemu-system-x86_64', 'qemu-img', 'makedumpfile', 'busybox', 'gcc', 'mke2fs', 'apt-get'];
-const missing = tools.filter((t) => !have(t));
+const missing = missingCommands(tools);
 const specs = (process.env.VICOVER_GUEST_SPECS ?? 'small4').split(',').filter(Boolean);
 
 describe('parseMakedumpfileReport', () => {

@@ -5,7 +5,6 @@
  * they give on QEMU's own dump; libkdumpfile walks the guest page tables through our file; our kdump
  * reader reads makedumpfile's own output.
  */
-import { execFileSync } from 'node:child_process';
 import { openSync, readFileSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -15,17 +14,10 @@ import { PS } from './helpers/pages.js';
 import { tempDir } from './helpers/tmp.js';
 // @ts-ignore — plain ESM helper without type declarations (owned by the guest-image factory)
 import { ensureImage, readMeta } from '../../../test/guest/images.mjs';
+import { missingCommands } from '../../../test/tools/commands.mjs';
 
-function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 const tools = ['qemu-system-x86_64', 'qemu-img', 'makedumpfile', 'busybox', 'gcc', 'mke2fs', 'apt-get'];
-const missing = tools.filter((t) => !have(t));
+const missing = missingCommands(tools);
 
 interface Meta {
   ram: { file: string; ranges: { fileOffset: number; gpa: number; size: number }[] };

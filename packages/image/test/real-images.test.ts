@@ -1,7 +1,6 @@
 // The image sources against real crashed guests (test/guest): the raw RAM file, QEMU's ELF and
 // makedumpfile's kdump file must agree byte for byte where they overlap. VICOVER_BIG_IMAGES=1 adds
 // big4 (4.5 GiB, `pc` layout: file [3G,…) → GPA [4G,…)), which takes minutes to build.
-import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemorySource } from '@vicover/core';
@@ -9,16 +8,9 @@ import { isVcvError } from '@vicover/errors';
 // @ts-ignore — plain ESM helpers without type declarations
 import { ensureImage, readMeta } from '../../../test/guest/images.mjs';
 import { openImage, openRawImage } from '../src/index.js';
+import { missingCommands } from '../../../test/tools/commands.mjs';
 
-function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const canBuild = ['qemu-system-x86_64', 'makedumpfile'].every(have);
+const canBuild = missingCommands(['qemu-system-x86_64', 'makedumpfile']).length === 0;
 const names = ['small4', 'mixed5', ...(process.env.VICOVER_BIG_IMAGES ? ['big4'] : [])];
 
 for (const name of names) {

@@ -15,18 +15,11 @@ import { findPanicLine, formatDmesg } from '../src/printk.js';
 import { popcount, type ClassifyResult } from '../src/classify.js';
 import { linuxOnCrash, linuxSelectPages } from '../src/plugin.js';
 import { fakeSession, fullPageSet } from './helpers.js';
+import { missingCommands } from '../../../test/tools/commands.mjs';
 
 const PANIC = 'Kernel panic - not syncing: sysrq triggered crash';
 
-function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const canBuild = ['qemu-system-x86_64', 'makedumpfile'].every(have);
+const canBuild = missingCommands(['qemu-system-x86_64', 'makedumpfile']).length === 0;
 
 interface Md {
   freePages: number;

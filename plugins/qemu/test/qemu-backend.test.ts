@@ -7,7 +7,6 @@
  * punch-hole release measured with stat → a recovery VM on the same disk with part of the memory,
  * grown through virtio-mem, throttled, measured → destroy / stop leave nothing behind.
  */
-import { execFileSync } from 'node:child_process';
 import * as http from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,18 +17,11 @@ import { loadConfig, silentLogger, Vicover, type CrashEvent, type VmHandle, type
 import type { QemuBackend, QemuDefinition } from '@vicover/plugin-qemu';
 // @ts-ignore — plain ESM harness without type declarations
 import { buildGuest, startGuest } from '../../../test/guest/guest.mjs';
+import { missingCommands } from '../../../test/tools/commands.mjs';
 
 const MiB = 1024 * 1024;
 
-function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const missing = ['qemu-system-x86_64', 'qemu-img', 'fallocate', 'busybox', 'mke2fs', 'apt-get'].filter((t) => !have(t));
+const missing = missingCommands(['qemu-system-x86_64', 'qemu-img', 'fallocate', 'busybox', 'mke2fs', 'apt-get']);
 
 async function until<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -12,15 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Bitmap, ElfWriter } from '@vicover/dumpfmt';
 import { LinuxKernel } from '@vicover/plugin-linux';
 import { ensureImage, normalizeSpec, SimGuestMemory, type GuestSpecInput } from '@vicover/plugin-simhost';
+import { missingCommands } from '../../../test/tools/commands.mjs';
 
-function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** makedumpfile's page counts ("Pages filled with zero  : 0x…") from its stdout. */
 function parseCounts(out: string): Record<string, number> {
@@ -51,7 +44,7 @@ const cases: [string, GuestSpecInput][] = [
   ['768 MiB, 90 % free, no huge pages', { memoryMiB: 768, freePercent: 90, thpPercent: 0, content: 'generated', freeTails: 'written', seed: 5 }],
 ];
 
-describe.skipIf(!have('makedumpfile'))('simulated guests against makedumpfile -d 31', () => {
+describe.skipIf(missingCommands(['makedumpfile']).length > 0)('simulated guests against makedumpfile -d 31', () => {
   for (const [name, input] of cases) {
     it(name, async () => {
       const spec = normalizeSpec(input);
