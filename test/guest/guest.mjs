@@ -263,6 +263,7 @@ async function freePort() {
  * @property {number} [hostfwdPort]        host port forwarded to guest :80 (default: a free port)
  * @property {boolean} [stamp]             vicover.stamp=1
  * @property {string} [warm]               vicover.warm=PATH
+ * @property {number} [warmSecs]           vicover.warm_secs=S: re-read `warm` with O_DIRECT for S seconds
  * @property {number} [crashAfter]         vicover.crash_after=S
  * @property {string} [extraAppend]        appended to the kernel command line
  * @property {string[]} [extraArgs]        extra QEMU arguments
@@ -381,6 +382,7 @@ export class Guest {
     const parts = ['console=ttyS0', 'panic=0', `vicover.name=${this.name}`];
     if (o.load) parts.push(`vicover.load=${o.load}`);
     if (o.warm) parts.push(`vicover.warm=${o.warm}`);
+    if (o.warmSecs) parts.push(`vicover.warm_secs=${o.warmSecs}`);
     if (o.httpd) parts.push(`vicover.httpd=${o.httpd === 'dhcp' ? 'dhcp' : 1}`);
     if (o.stamp) parts.push('vicover.stamp=1');
     if (o.crashAfter) parts.push(`vicover.crash_after=${o.crashAfter}`);

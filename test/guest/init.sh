@@ -11,6 +11,10 @@
 #                            tmpfs:N  write N MiB of pseudo-random data to a tmpfs (shmem pages)
 #                            anon:N   memhog N MiB of anonymous memory (user pages), kept until the crash
 #   vicover.warm=PATH      read PATH (relative to /mnt unless absolute) before declaring ready
+#   vicover.warm_secs=S    instead of one pass through the page cache: re-read PATH with O_DIRECT
+#                          (every read reaches the disk), 1 MiB requests, for S seconds — a read
+#                          load of fixed duration whatever the disk gives. Console markers:
+#                          "vicover: warm start …" and "vicover: warmed …"
 #   vicover.httpd=1        eth0 = 10.0.2.15/24 via 10.0.2.2 (QEMU user net), busybox httpd on :80
 #                          (vicover.httpd=dhcp uses udhcpc instead of the static address)
 #   vicover.stamp=1        bump /mnt/state/boot-count, write "boot=N token=UUID" to /mnt/state/stamp, sync
@@ -40,6 +44,7 @@ param() { # param NAME DEFAULT
 NAME=$(param name guest)
 LOAD=$(param load "")
 WARM=$(param warm "")
+WARM_SECS=$(param warm_secs 0)
 HTTPD=$(param httpd 0)
 STAMP=$(param stamp 0)
 CRASH_AFTER=$(param crash_after 0)
@@ -120,7 +125,21 @@ apply_load() {
 
 if [ -n "$WARM" ]; then
   case "$WARM" in /*) W=$WARM ;; *) W=/mnt/$WARM ;; esac
-  if [ -f "$W" ]; then dd if="$W" of=/dev/null bs=1M 2>/dev/null; log "warmed $W"; else log "warm: no $W"; fi
+  if [ ! -f "$W" ]; then
+    log "warm: no $W"
+  elif [ "$WARM_SECS" != 0 ]; then
+    log "warm start $W for ${WARM_SECS}s (O_DIRECT) at $(cut -d' ' -f1 /proc/uptime)s"
+    pieces=$(($(stat -c %s "$W") / 4194304)); [ $pieces -ge 1 ] || pieces=1
+    end=$(($(cut -d. -f1 /proc/uptime) + WARM_SECS)); k=0; n=0
+    while [ "$(cut -d. -f1 /proc/uptime)" -lt $end ]; do
+      dd if="$W" of=/dev/null bs=1M count=4 skip=$((k * 4)) iflag=direct 2>/dev/null || { log "warm: O_DIRECT read failed"; break; }
+      k=$(((k + 1) % pieces)); n=$((n + 4))
+    done
+    log "warmed $W: ${n} MiB at $(cut -d' ' -f1 /proc/uptime)s"
+  else
+    log "warm start $W at $(cut -d' ' -f1 /proc/uptime)s"
+    dd if="$W" of=/dev/null bs=1M 2>/dev/null; log "warmed $W at $(cut -d' ' -f1 /proc/uptime)s"
+  fi
 fi
 
 if [ "$HTTPD" != 0 ]; then
