@@ -189,7 +189,11 @@ async function daemonConfig(ref) {
 
 async function runVicover() {
   const dom = await bootDomain('preserve');
-  const ref = path.join(OUT, 'ref.raw');
+  // The reference copy goes to dom0's own disk while the session runs (writing 256 MiB into the 9p
+  // share inside the dump pipeline cost minutes under nested TCG and slowed the dump it observes);
+  // it is copied to the share after the daemon exits.
+  const ref = path.join(WORK, 'ref.raw');
+  await fsp.rm(ref, { force: true });
   const { file } = await daemonConfig(S.reference === false ? null : ref);
   const daemonLog = path.join(OUT, 'daemon.log');
   const logFd = await fsp.open(daemonLog, 'w');
@@ -222,6 +226,10 @@ async function runVicover() {
   const report = JSON.parse(readFileSync(path.join(sdir, 'report.json'), 'utf8'));
   await fsp.copyFile(path.join(sdir, 'report.json'), path.join(OUT, 'report.json'));
   if (existsSync(path.join(sdir, 'vmcore.kdump'))) await sh(`cp --sparse=always ${path.join(sdir, 'vmcore.kdump')} ${path.join(OUT, 'vmcore.kdump')}`);
+  if (existsSync(ref)) {
+    await sh(`cp --sparse=always ${ref} ${path.join(OUT, 'ref.raw')}`);
+    await fsp.rm(ref, { force: true });
+  }
   await fsp.copyFile(CONSOLE(recName), path.join(OUT, 'recovery-console.log')).catch(() => {});
   await fsp.copyFile(CONSOLE(DOM), path.join(OUT, 'crashed-console.log')).catch(() => {});
   const prev = 'line' in r ? /prev=(\S+)/.exec(r.line)?.[1] : null;
