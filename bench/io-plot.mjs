@@ -50,7 +50,7 @@ export function ioPlotSvg(result, title = 'bench:io — I/O policies on one shar
     s.memMiB ? `guest ${s.memMiB} MiB` : null,
     s.bandwidthMiBps ? `one disk of ${s.bandwidthMiBps} MiB/s shared by dump and recovery VM` : null,
     s.warm ? `recovery boot reads ${s.warmMiB ?? '?'} MiB (${s.warm})` : null,
-    s.reps ? `median of ${s.reps}` : null,
+    s.reps ? (s.reps === 1 ? 'one run per policy' : `medians of ${s.reps} runs`) : null,
   ].filter(Boolean);
   out.push(`<text x="${W / 2}" y="42" text-anchor="middle" fill="#444">${esc(sub.join(' · '))}</text>`);
   // axis and grid
