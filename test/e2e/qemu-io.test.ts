@@ -3,8 +3,9 @@
  * gives it, and the dump writer's rate likewise.
  *
  * One crash per policy (io-priority favouring the recovery VM, io-proportional dump 1 : recovery 3,
- * io-deadline "dump within 90 s"), each on a fresh 512 MiB guest with 320 MiB of anonymous memory
- * (dump level 17 keeps it, so the dump is long enough to still run while the recovery VM reads).
+ * io-deadline "dump within 120 s"), each on a fresh 768 MiB guest with 480 MiB of anonymous memory
+ * (dump level 17 keeps it: ~520 MiB, so that the dump still runs while the recovery VM reads, even
+ * when the recovery VM boots slowly on a busy machine).
  * The device is `io.bandwidthMiBps` = 8 MiB/s. The recovery VM's boot re-reads the shared disk's
  * 256 MiB data set with O_DIRECT for WARM_SECS seconds before its service answers
  * (`vicover.warm_secs`: every read reaches the drive, so the throttle binds); the console markers
@@ -13,19 +14,20 @@
  * Measured rates come from the report: `timeline.recoveryIo` (QMP query-blockstats, per tick) and
  * `timeline.dumpIo` (bytes the dump writer passed through its token bucket, per tick); the shares from
  * `timeline.shares`, as enforced (capped at the device). Tolerance: over windows of at least 1 s,
- * long enough to hold 8 of the side's I/O units at its share (dump: one write block; recovery: one
- * 1 MiB read plus QEMU's 0.1 s throttle burst) so that a unit straddling a window edge costs ≤ 12.5 %,
- * the measured rate is within ±25 % (recovery VM) / ±30 % (dump writer: see TOLERANCE) of the
- * time-averaged share — only in windows where the side was
+ * long enough to hold 12 of the side's I/O units at its share (dump: one write block; recovery: one
+ * 1 MiB read plus QEMU's 0.1 s throttle burst) so that a unit straddling a window edge costs ≤ 8.5 %,
+ * the measured rate is within ±25 % of the time-averaged share (where the share moved within the
+ * window, at least its lowest value: see TOLERANCE) — only in windows where the side was
  * saturating its share (recovery: inside the warm phase; dump: while it was writing, away from its
- * chunk syncs and handovers). Every other window is checked for ≤ share + 25 %.
+ * chunk syncs and handovers; also over the whole warm phase at once). Every other window of the
+ * recovery VM is checked for ≤ share + 25 %.
  *
  * Cross-checks against independent measurements, over the recovery VM's warm phase: the recovery
  * VM's drive counters read by the test over its own QMP socket (a second QMP monitor the recovery VM
  * gets through `recovery.extraArgs`), and the dump file's size growth (stat by the test), each within
  * ±15 % of the report's figure. The bytes the recovery VM's QEMU process read (/proc/PID/io rchar)
- * are logged next to them, not asserted: they agreed to within 1 % in most runs but came out 17–28 %
- * low in two runs of one session, unexplained. No timing is asserted.
+ * are logged next to them, not asserted: they agreed to within 1 % in about half the runs and came
+ * out 4–30 % low in the others, unexplained. No timing is asserted.
  */
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,20 +40,21 @@ import { QmpClient } from '../guest/guest.mjs';
 import { MiB, missingTools, qemuOptions, startServiceGuest, until, type ServiceGuest } from './helpers.js';
 
 const missing = missingTools();
-const MEM_MIB = 512;
+const MEM_MIB = 768;
 const MARGIN_MIB = 256;
 const DEVICE_MIBPS = 8;
 const D = DEVICE_MIBPS * MiB;
 const WARM_SECS = 16;
 const BLOCK_MIB = 1;
 /**
- * Of the share, in windows that hold ≥ 8 I/O units: ±25 % for the recovery VM (QEMU's throttle);
- * ±30 % for the dump writer, whose token bucket lags a share that changes every tick (a waiting
- * writer sleeps up to 250 ms at the old rate; io-proportional's lending flips the share between
- * 1/4 and most of the device from one 100 ms tick to the next).
+ * ±25 % of the time-averaged share, in windows that hold ≥ 12 I/O units. Where the share itself moved
+ * within the window, the lower bound is the lowest share in force if that is lower: a paced writer
+ * cannot follow a share that flips from one 100 ms tick to the next (io-proportional's lending flips
+ * the dump's between 1/4 and most of the device; a waiting writer sleeps up to 250 ms at the old rate),
+ * but it must get at least what it was allowed all along.
  */
-const TOLERANCE = { recovery: 0.25, dump: 0.3 };
-const UNITS_PER_WINDOW = 8;
+const TOLERANCE = 0.25;
+const UNITS_PER_WINDOW = 12;
 /** Independent measurements vs the report, over the warm phase. */
 const CROSS_TOLERANCE = 0.15;
 
@@ -118,7 +121,19 @@ interface Window {
   a: number;
   b: number;
   measuredBps: number;
+  /** Time-averaged share over the window. */
   shareBps: number;
+  /** The lowest share in force during the window. */
+  minShareBps: number;
+}
+
+function minShare(shares: Step[], a: number, b: number): number {
+  let m = Infinity;
+  for (let i = 0; i < shares.length; i++) {
+    const s1 = i + 1 < shares.length ? shares[i + 1]!.tMs : Infinity;
+    if (s1 > a && shares[i]!.tMs < b) m = Math.min(m, shares[i]!.v);
+  }
+  return m;
 }
 
 /** Consecutive windows over [a, b], each ≥ 1 s and long enough for `units` I/O units at the mean share. */
@@ -131,7 +146,7 @@ function windows(cum: Step[], shares: Step[], a: number, b: number, unitBytes: (
     const m0 = at(cum, w);
     const m1 = at(cum, w + len);
     if (m0 === null || m1 === null) continue;
-    out.push({ a: w, b: w + len, measuredBps: ((m1 - m0) * 1000) / len, shareBps: (shareBytes(shares, w, w + len) * 1000) / len });
+    out.push({ a: w, b: w + len, measuredBps: ((m1 - m0) * 1000) / len, shareBps: (shareBytes(shares, w, w + len) * 1000) / len, minShareBps: minShare(shares, w, w + len) });
   }
   return out;
 }
@@ -158,7 +173,8 @@ function dumpBusySpans(r: CrashReport, from: number, to: number): [number, numbe
   const spans: [number, number][] = [];
   let s = Math.max(from, (r.dump.startedAtMs ?? 0) + 1000);
   for (const c of cuts) {
-    if (c - 700 > s && c - 700 <= end) spans.push([s, c - 700]);
+    if (c - 700 >= end) break;
+    if (c - 700 > s) spans.push([s, c - 700]);
     s = Math.max(s, c + 700);
   }
   if (end > s) spans.push([s, end]);
@@ -168,7 +184,7 @@ function dumpBusySpans(r: CrashReport, from: number, to: number): [number, numbe
 const f1 = (bps: number) => (bps / MiB).toFixed(2);
 
 function describeWindows(label: string, ws: Window[]): string {
-  return `${label}: ${ws.map((w) => `[${(w.a / 1000).toFixed(1)}–${(w.b / 1000).toFixed(1)} s] ${f1(w.measuredBps)}/${f1(w.shareBps)}`).join(', ')} MiB/s (measured/share)`;
+  return `${label}: ${ws.map((w) => `[${(w.a / 1000).toFixed(1)}–${(w.b / 1000).toFixed(1)} s] ${f1(w.measuredBps)}/${f1(w.shareBps)}${w.minShareBps < w.shareBps * 0.95 ? ` (≥ ${f1(w.minShareBps)})` : ''}`).join(', ')} MiB/s (measured/share)`;
 }
 
 // ── the scenario ─────────────────────────────────────────────────────────────────────────────────
@@ -188,7 +204,7 @@ async function runPolicy(policy: string, plugin: PluginEntry): Promise<Run> {
   const logFd = openSync(path.join(dir, 'daemon.log'), 'w');
   try {
     const name = `io${tag.slice(0, 4)}`;
-    sg = await startServiceGuest({ name, dir, memMiB: MEM_MIB, load: 'anon:320' });
+    sg = await startServiceGuest({ name, dir, memMiB: MEM_MIB, load: 'anon:480' });
     const q = qemuOptions(sg, { name, stateDir: path.join(dir, 'state'), ramDir: shm });
     const vm = q.vms[0]!;
     // Only the recovery VM reads the data set (a fixed-duration O_DIRECT load), and the test has its
@@ -202,7 +218,8 @@ async function runPolicy(policy: string, plugin: PluginEntry): Promise<Run> {
       inline: {
         mode: 'vicover',
         // Level 17 (zero and free pages out) keeps the anonymous memory: a dump long enough to overlap the warm-up.
-        dump: { dir: path.join(dir, 'dumps'), chunkMiB: 64, blockMiB: BLOCK_MIB, level: 17 },
+        // 128 MiB chunks: few chunk syncs and handovers to cut the dump writer's windows.
+        dump: { dir: path.join(dir, 'dumps'), chunkMiB: 128, blockMiB: BLOCK_MIB, level: 17 },
         memory: { marginMiB: MARGIN_MIB },
         io: { bandwidthMiBps: DEVICE_MIBPS },
         sessions: { recoveryTimeoutSec: 600 },
@@ -289,11 +306,12 @@ async function runPolicy(policy: string, plugin: PluginEntry): Promise<Run> {
 
 // ── checks ───────────────────────────────────────────────────────────────────────────────────────
 
-/** The share is followed: ±TOLERANCE in saturating windows, ≤ share + TOLERANCE elsewhere. */
-function expectFollows(label: string, tolerance: number, saturating: Window[], other: Window[]): void {
+/** The share is followed: ±TOLERANCE in saturating windows (see TOLERANCE for a moving share), ≤ share + TOLERANCE elsewhere. */
+function expectFollows(label: string, saturating: Window[], other: Window[]): void {
+  const tolerance = TOLERANCE;
   console.log(describeWindows(`${label} saturating`, saturating));
   for (const w of saturating) {
-    expect(w.measuredBps, `${label} window ${(w.a / 1000).toFixed(1)}–${(w.b / 1000).toFixed(1)} s`).toBeGreaterThanOrEqual(w.shareBps * (1 - tolerance));
+    expect(w.measuredBps, `${label} window ${(w.a / 1000).toFixed(1)}–${(w.b / 1000).toFixed(1)} s`).toBeGreaterThanOrEqual(Math.min(w.shareBps * (1 - tolerance), w.minShareBps));
     expect(w.measuredBps, `${label} window ${(w.a / 1000).toFixed(1)}–${(w.b / 1000).toFixed(1)} s`).toBeLessThanOrEqual(w.shareBps * (1 + tolerance));
   }
   for (const w of other) {
@@ -306,20 +324,20 @@ function checkRun(run: Run, expectShares: (recMean: number, dumpMean: number) =>
   expect(r.error).toBeUndefined();
   expect(run.warmStartMs).toBeGreaterThan(0);
   expect(run.warmEndMs).toBeGreaterThan(run.warmStartMs);
-  // The dump was still running through the warm phase: the two sides competed.
-  if (r.dump.complete) expect(r.dump.finishedAtMs!).toBeGreaterThan(run.warmEndMs);
-
   // Recovery VM: saturating inside the warm phase (after a second for the shares to settle).
   const recShares = enforcedShares(r, 'recoveryBps');
   const recCum = recoverySeries(r);
   const w0 = run.warmStartMs + 1000;
   const w1 = run.warmEndMs - 500;
+  // The dump was still running for at least 6 s of the warm phase: the two sides competed.
+  const contendedEnd = Math.min(w1, r.dump.complete ? r.dump.finishedAtMs! : Infinity);
+  expect(contendedEnd - w0).toBeGreaterThanOrEqual(6000);
   const recSat = windows(recCum, recShares, w0, w1, recoveryUnit);
   const recFirst = r.timeline.recoveryIo[0]?.tMs ?? w0;
   const recOther = windows(recCum, recShares, recFirst, run.warmStartMs, recoveryUnit);
   expect(recSat.length).toBeGreaterThanOrEqual(2);
   expect(recSat.reduce((x, w) => x + w.b - w.a, 0)).toBeGreaterThanOrEqual(6000);
-  expectFollows(`${run.policy}: recovery VM`, TOLERANCE.recovery, recSat, recOther);
+  expectFollows(`${run.policy}: recovery VM`, recSat, recOther);
 
   // Dump writer: saturating while it writes (away from chunk syncs); windows in the warm phase
   // and before it, separately (the share differs).
@@ -327,19 +345,38 @@ function checkRun(run: Run, expectShares: (recMean: number, dumpMean: number) =>
   const dumpCum = dumpSeries(r);
   const dumpSat: Window[] = [];
   for (const [a, b] of [...dumpBusySpans(r, 0, run.warmStartMs), ...dumpBusySpans(r, w0, w1)]) dumpSat.push(...windows(dumpCum, dumpShares, a, b, dumpUnit));
-  const inWarm = dumpSat.filter((w) => w.a >= w0);
-  expect(inWarm.length).toBeGreaterThanOrEqual(1);
-  expectFollows(`${run.policy}: dump writer`, TOLERANCE.dump, dumpSat, []);
+  // And over the whole warm phase at once (its busy spans together), which always holds enough
+  // blocks even when a chunk sync cuts the phase into spans shorter than a window.
+  const warmSpans = dumpBusySpans(r, w0, w1);
+  let mBytes = 0;
+  let sBytes = 0;
+  let minS = Infinity;
+  let dur = 0;
+  for (const [a, b] of warmSpans) {
+    const m0 = at(dumpCum, a);
+    const m1 = at(dumpCum, b);
+    if (m0 === null || m1 === null) continue;
+    mBytes += m1 - m0;
+    sBytes += shareBytes(dumpShares, a, b);
+    minS = Math.min(minS, minShare(dumpShares, a, b));
+    dur += b - a;
+  }
+  console.log(`${run.policy}: dump busy in the warm phase ${JSON.stringify(warmSpans.map(([a, b]) => [Math.round(a), Math.round(b)]))}; chunk syncs ${JSON.stringify(r.timeline.dump.map((p) => p.tMs))}, handovers ${JSON.stringify(r.timeline.handover.map((p) => p.tMs))}`);
+  expect(warmSpans.length).toBeGreaterThan(0);
+  expect(sBytes).toBeGreaterThanOrEqual(UNITS_PER_WINDOW * dumpUnit());
+  const whole: Window = { a: warmSpans[0]![0], b: warmSpans[warmSpans.length - 1]![1], measuredBps: (mBytes * 1000) / dur, shareBps: (sBytes * 1000) / dur, minShareBps: minS };
+  expectFollows(`${run.policy}: dump writer, warm phase as a whole`, [whole], []);
+  expectFollows(`${run.policy}: dump writer`, dumpSat, []);
 
-  // What the policy gave in the warm phase (time-averaged, enforced).
-  const recMean = (shareBytes(recShares, w0, w1) * 1000) / (w1 - w0);
-  const dumpMean = (shareBytes(dumpShares, w0, w1) * 1000) / (w1 - w0);
-  console.log(`${run.policy}: warm phase ${(w0 / 1000).toFixed(1)}–${(w1 / 1000).toFixed(1)} s, mean shares recovery ${f1(recMean)} / dump ${f1(dumpMean)} MiB/s of ${DEVICE_MIBPS}`);
+  // What the policy gave while both competed (time-averaged, enforced).
+  const recMean = (shareBytes(recShares, w0, contendedEnd) * 1000) / (contendedEnd - w0);
+  const dumpMean = (shareBytes(dumpShares, w0, contendedEnd) * 1000) / (contendedEnd - w0);
+  console.log(`${run.policy}: warm phase ${(w0 / 1000).toFixed(1)}–${(w1 / 1000).toFixed(1)} s (dump running until ${(contendedEnd / 1000).toFixed(1)} s), mean shares recovery ${f1(recMean)} / dump ${f1(dumpMean)} MiB/s of ${DEVICE_MIBPS}`);
   expectShares(recMean, dumpMean);
 
   // Cross-checks over the warm phase: the report's figures against the test's own measurements.
-  const span = (get: (x: Sample) => number | null) => {
-    const pts = run.samples.filter((x) => get(x) !== null && x.tMs >= w0 && x.tMs <= w1);
+  const span = (get: (x: Sample) => number | null, end = w1) => {
+    const pts = run.samples.filter((x) => get(x) !== null && x.tMs >= w0 && x.tMs <= end);
     if (pts.length < 2) return null;
     const a = pts[0]!;
     const b = pts[pts.length - 1]!;
@@ -347,7 +384,7 @@ function checkRun(run: Run, expectShares: (recMean: number, dumpMean: number) =>
   };
   const blk = span((x) => x.blk);
   const rchar = span((x) => x.rchar);
-  const file = span((x) => x.dumpFile);
+  const file = span((x) => x.dumpFile, contendedEnd - 700);
   expect(blk && file).toBeTruthy();
   const repRec = at(recCum, blk!.b)! - at(recCum, blk!.a)!;
   const repRecR = rchar ? at(recCum, rchar.b)! - at(recCum, rchar.a)! : null;
@@ -367,10 +404,13 @@ const POLICIES: { policy: string; plugin: PluginEntry; expectShares: (rec: numbe
     // A floor of 1/4 of the device for the dump (default 5 %): at 0.4 MiB/s a warm phase would not
     // hold the 8 write blocks a window needs.
     plugin: ['io-priority', { favor: 'recovery', minOtherFraction: 0.25 }],
-    // The recovery VM is not throttled below the device; the dump gets what is left (≥ its floor).
+    // The recovery VM is not throttled below the device; the dump gets what is left (≥ its floor) —
+    // less than the recovery VM, although last tick's rate, read per 100 ms, makes it more than the
+    // floor on average (docs/io-policies.md).
     expectShares: (rec, dump) => {
       expect(rec).toBeGreaterThanOrEqual(0.99 * D);
-      expect(dump).toBeLessThanOrEqual(0.5 * D);
+      expect(dump).toBeGreaterThanOrEqual(0.25 * D * 0.99);
+      expect(dump).toBeLessThan(0.75 * D);
     },
   },
   {
@@ -385,8 +425,8 @@ const POLICIES: { policy: string; plugin: PluginEntry; expectShares: (rec: numbe
     },
   },
   {
-    policy: 'io-deadline dump within 90 s',
-    plugin: ['io-deadline', { target: 'dump', seconds: 90 }],
+    policy: 'io-deadline dump within 120 s',
+    plugin: ['io-deadline', { target: 'dump', seconds: 120 }],
     // The dump gets the rate it needs, the recovery VM the rest of the device.
     expectShares: (rec, dump) => {
       expect(dump).toBeGreaterThan(0.05 * D);
@@ -403,7 +443,7 @@ describe.skipIf(missing.length > 0)('I/O policies on QEMU: measured rates follow
       beforeAll(async () => {
         run = await runPolicy(p.policy, p.plugin);
       }, 900_000);
-      it('the recovery VM (±25 %) and the dump writer (±30 %) follow their shares in saturating windows, cross-checked', () => {
+      it('the recovery VM and the dump writer follow their shares (±25 % in saturating windows), cross-checked', () => {
         checkRun(run, p.expectShares);
       });
     });
