@@ -33,6 +33,12 @@ export interface IoSchedulerOptions {
 
 /** Throttle changes smaller than this fraction are not sent to the backend (QMP round trips). */
 const RETHROTTLE_FRACTION = 0.05;
+/**
+ * The recovery VM's limit changes at most this often. Measured with a real backend: each new limit
+ * forgave the throttle's accumulated debt, so a 6 MiB/s limit re-sent every 100 ms let a guest read
+ * at 19 MiB/s (docs/io-policies.md). A policy whose share moves every tick would otherwise leak.
+ */
+const MIN_RETHROTTLE_MS = 1000;
 
 export function validShares(s: unknown, deviceBps: number): s is IoShares {
   if (!s || typeof s !== 'object') return false;
@@ -49,6 +55,7 @@ export class IoScheduler {
   private lastStats: { readBytes: number; writeBytes: number; readOps: number; writeOps: number; at: number } | null = null;
   private lastVm: VmHandle | null = null;
   private applied: number | null = null; // recovery bps last sent to the backend (Infinity = unlimited)
+  private appliedAt = -Infinity;
   private previous: IoShares;
   private lastRecordedKey = '';
   private lastRecordAt = -Infinity;
@@ -179,10 +186,12 @@ export class IoScheduler {
     if (prev !== null) {
       if (prev === target) return;
       if (Number.isFinite(prev) && Number.isFinite(target) && Math.abs(prev - target) / prev < RETHROTTLE_FRACTION) return;
+      if (performance.now() - this.appliedAt < MIN_RETHROTTLE_MS) return;
     }
     try {
       await this.o.backend.throttleVm(vm, Number.isFinite(target) ? { bps: target } : null);
       this.applied = target;
+      this.appliedAt = performance.now();
     } catch (e) {
       this.o.log.debug({ err: e }, 'throttling the recovery VM failed (will retry next tick)');
     }
