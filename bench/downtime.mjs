@@ -19,10 +19,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import * as http from 'node:http';
-import { statSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { createLogger, Daemon, loadConfig, Vicover } from '@vicover/core';
 import { buildGuest, startGuest } from '../test/guest/guest.mjs';
+import { allocatedBytes, pollService, until } from './lib.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MiB = 1024 * 1024;
@@ -48,39 +48,6 @@ const modes = args.modes.split(',').filter(Boolean);
 for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode ${m}`);
 
 const say = (s) => process.stderr.write(`bench:downtime: ${s}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function httpGet(url, timeoutMs = 1000) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, headers: { connection: 'close' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(res.statusCode === 200 ? body : null));
-      res.on('error', () => resolve(null));
-    });
-    req.on('error', () => resolve(null));
-    req.setTimeout(timeoutMs, () => req.destroy());
-  });
-}
-
-async function until(what, fn, timeoutMs, everyMs = 200) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timeout after ${timeoutMs} ms: ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-function blocks(f) {
-  try {
-    return statSync(f).blocks * 512;
-  } catch {
-    return 0;
-  }
-}
 
 async function runMode(mode, build) {
   const dir = mkdtempSync(path.join(tmpdir(), `vcv-bench-${mode}-`));
@@ -153,37 +120,28 @@ async function runMode(mode, build) {
     await guest.command('stamp bench-value');
     const url = `http://127.0.0.1:${guest.hostfwdPort}/cgi-bin/value`;
     // The outside client.
-    const samples = [];
-    let busy = false;
-    poller = setInterval(async () => {
-      if (busy) return;
-      busy = true;
-      const t = Date.now(); // when the request was sent: an answer in flight at the crash does not count
-      const body = await httpGet(url);
-      samples.push({ t, ok: body !== null && body.includes('bench-value') });
-      busy = false;
-    }, 100);
-    await until('service answers', () => samples.some((s) => s.ok), 30_000);
+    poller = pollService(url, 'bench-value');
+    await until('service answers', poller.answered, 30_000);
     // Host memory held for the crash: the crashed RAM file + every recovery RAM file.
     let peak = 0;
     let nSamples = 0;
     const sample = () => {
       let rec = 0;
-      for (const f of readdirSync(shm)) rec += blocks(path.join(shm, f));
-      const t = blocks(guest.ramPath) + rec;
+      for (const f of readdirSync(shm)) rec += allocatedBytes(path.join(shm, f));
+      const t = allocatedBytes(guest.ramPath) + rec;
       nSamples++;
       if (t > peak) peak = t;
     };
     sampler = setInterval(sample, 100);
-    const allocatedAtCrash = blocks(guest.ramPath);
+    const allocatedAtCrash = allocatedBytes(guest.ramPath);
     await guest.crash();
     const crashAt = Date.now();
     say(`${mode}: crashed (RAM file holds ${(allocatedAtCrash / MiB).toFixed(0)} MiB)`);
     const report = await finished;
-    const back = await until('client sees the service again', () => samples.find((s) => s.t >= crashAt && s.ok)?.t, 600_000, 100);
+    const back = await until('client sees the service again', () => poller.backAfter(crashAt), 600_000, 100);
     sample();
     clearInterval(sampler);
-    clearInterval(poller);
+    poller.stop();
     const budget = (memMiB + marginMiB) * MiB;
     const res = {
       mode,
@@ -211,7 +169,7 @@ async function runMode(mode, build) {
     say(`${mode}: ${JSON.stringify(res)}`);
     return res;
   } finally {
-    if (poller) clearInterval(poller);
+    poller?.stop();
     if (sampler) clearInterval(sampler);
     await daemon?.stop('bench done').catch(() => undefined);
     if (session?.recovery) await backend.stopVm(session.recovery).catch(() => undefined);

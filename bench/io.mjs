@@ -28,9 +28,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import * as http from 'node:http';
 import { createLogger, Daemon, loadConfig, Vicover } from '@vicover/core';
 import { buildGuest, startGuest } from '../test/guest/guest.mjs';
+import { pollService, until } from './lib.mjs';
 import { ioPlotSvg } from './io-plot.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -72,31 +72,6 @@ const keys = args.policies.split(',').filter(Boolean);
 for (const k of keys) if (!POLICIES[k]) throw new Error(`unknown policy ${k} (known: ${Object.keys(POLICIES).join(', ')})`);
 
 const say = (s) => process.stderr.write(`bench:io: ${s}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function httpGet(url, timeoutMs = 1000) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, headers: { connection: 'close' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(res.statusCode === 200 ? body : null));
-      res.on('error', () => resolve(null));
-    });
-    req.on('error', () => resolve(null));
-    req.setTimeout(timeoutMs, () => req.destroy());
-  });
-}
-
-async function until(what, fn, timeoutMs, everyMs = 200) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timeout after ${timeoutMs} ms: ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** Bytes per tick from a per-tick rate series (the rate at t_i covers (t_{i-1}, t_i]). */
 function perTick(points, rate) {
@@ -192,23 +167,14 @@ async function runPolicy(key, rep, build) {
     say(`${pol.name}: guest ready after ${ready.bootSeconds.toFixed(1)} s`);
     await guest.command('stamp bench-value');
     const url = `http://127.0.0.1:${guest.hostfwdPort}/cgi-bin/value`;
-    const samples = [];
-    let busy = false;
-    poller = setInterval(async () => {
-      if (busy) return;
-      busy = true;
-      const t = Date.now(); // when the request was sent: an answer in flight at the crash does not count
-      const body = await httpGet(url);
-      samples.push({ t, ok: body !== null && body.includes('bench-value') });
-      busy = false;
-    }, 100);
-    await until('service answers', () => samples.some((s) => s.ok), 30_000);
+    poller = pollService(url, 'bench-value');
+    await until('service answers', poller.answered, 30_000);
     await guest.crash();
     const crashAt = Date.now();
     say(`${pol.name}: crashed`);
     const report = await finished;
-    const back = await until('client sees the service again', () => samples.find((s) => s.t >= crashAt && s.ok)?.t, 900_000, 100);
-    clearInterval(poller);
+    const back = await until('client sees the service again', () => poller.backAfter(crashAt), 900_000, 100);
+    poller.stop();
     poller = null;
     // The shared disk, as measured: dump + recovery VM bytes per 2-s window (report timelines:
     // token-bucket bytes and query-blockstats; 2 s so that one 1 MiB block or read at a window's
@@ -245,7 +211,7 @@ async function runPolicy(key, rep, build) {
     say(`${pol.name}: ${JSON.stringify(res)}`);
     return res;
   } finally {
-    if (poller) clearInterval(poller);
+    poller?.stop();
     await daemon?.stop('bench done').catch(() => undefined);
     if (session?.recovery) await backend.stopVm(session.recovery).catch(() => undefined);
     await guest.dispose();

@@ -172,7 +172,9 @@ describe.skipIf(missing.length > 0)('QEMU backend on a real guest', () => {
     expect(endpoint).toBe(`127.0.0.1:${guest.hostfwdPort}`);
     // The service comes back on the same port, serving what the crashed guest wrote to the shared disk.
     await until('recovery VM serves the pre-crash value', async () => (await get(`http://${endpoint}/cgi-bin/value`))?.includes('before-crash-42'), 180_000, 500);
-    expect(lines.some((l) => l.startsWith('VICOVER-READY'))).toBe(true);
+    // The console line comes around the time httpd answers (printed by the guest's init, read by a
+    // follower polling every 200 ms): wait for it rather than assume an order.
+    await until('the recovery VM prints its ready line on the console', () => lines.some((l) => l.startsWith('VICOVER-READY')), 30_000);
     unwatch();
     // Boot memory + plugged virtio-mem memory, as the guest sees it. (A guest with hot-pluggable
     // memory above 4 GiB also reserves a 64 MiB swiotlb out of its boot memory.)
