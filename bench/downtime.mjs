@@ -20,7 +20,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { readdirSync } from 'node:fs';
-import { createLogger, Daemon, loadConfig, Vicover } from '@vicover/core';
+import { loadConfig } from '@vicover/core';
+import { startDaemon } from '../test/tools/daemon.mjs';
 import { buildGuest, startGuest } from '../test/guest/guest.mjs';
 import { allocatedBytes, pollService, until } from './lib.mjs';
 
@@ -69,7 +70,7 @@ async function runMode(mode, build) {
   });
   const logFd = openSync(path.join(dir, 'daemon.log'), 'w');
   let daemon = null;
-  let session = null;
+  let h = null;
   let backend = null;
   let poller = null;
   let sampler = null;
@@ -107,14 +108,10 @@ async function runMode(mode, build) {
         ],
       },
     });
-    const core = new Vicover({ config, logger: createLogger({ level: 'debug', format: 'json', fd: logFd }) });
-    for (const p of plugins) await core.use(p);
-    let done;
-    const finished = new Promise((r) => (done = r));
-    daemon = new Daemon({ core, onReport: (r) => done(r), onSessionStart: (s) => (session = s) });
-    backend = core.backend();
-    await daemon.start();
-    await backend.attached(name, 60_000);
+    h = await startDaemon({ config, plugins, logFd, vm: name, attachMs: 60_000 });
+    daemon = h.daemon;
+    backend = h.backend;
+    const finished = h.finished;
     const ready = await guest.waitReady();
     say(`${mode}: guest ready after ${ready.bootSeconds.toFixed(1)} s; meminfo ${JSON.stringify(guest.meminfo)}`);
     await guest.command('stamp bench-value');
@@ -172,7 +169,7 @@ async function runMode(mode, build) {
     poller?.stop();
     if (sampler) clearInterval(sampler);
     await daemon?.stop('bench done').catch(() => undefined);
-    if (session?.recovery) await backend.stopVm(session.recovery).catch(() => undefined);
+    if (h?.session?.recovery) await backend.stopVm(h.session.recovery).catch(() => undefined);
     await guest.dispose();
     closeSync(logFd);
     rmSync(shm, { recursive: true, force: true });

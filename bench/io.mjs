@@ -28,7 +28,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { createLogger, Daemon, loadConfig, Vicover } from '@vicover/core';
+import { loadConfig } from '@vicover/core';
+import { startDaemon } from '../test/tools/daemon.mjs';
 import { buildGuest, startGuest } from '../test/guest/guest.mjs';
 import { pollService, until } from './lib.mjs';
 import { ioPlotSvg } from './io-plot.mjs';
@@ -111,7 +112,7 @@ async function runPolicy(key, rep, build) {
   });
   const logFd = openSync(path.join(dir, 'daemon.log'), 'w');
   let daemon = null;
-  let session = null;
+  let h = null;
   let backend = null;
   let poller = null;
   try {
@@ -155,14 +156,10 @@ async function runPolicy(key, rep, build) {
         ],
       },
     });
-    const core = new Vicover({ config, logger: createLogger({ level: 'debug', format: 'json', fd: logFd }) });
-    for (const p of plugins) await core.use(p);
-    let done;
-    const finished = new Promise((r) => (done = r));
-    daemon = new Daemon({ core, onReport: (r) => done(r), onSessionStart: (s) => (session = s) });
-    backend = core.backend();
-    await daemon.start();
-    await backend.attached(name, 60_000);
+    h = await startDaemon({ config, plugins, logFd, vm: name, attachMs: 60_000 });
+    daemon = h.daemon;
+    backend = h.backend;
+    const finished = h.finished;
     const ready = await guest.waitReady();
     say(`${pol.name}: guest ready after ${ready.bootSeconds.toFixed(1)} s`);
     await guest.command('stamp bench-value');
@@ -213,7 +210,7 @@ async function runPolicy(key, rep, build) {
   } finally {
     poller?.stop();
     await daemon?.stop('bench done').catch(() => undefined);
-    if (session?.recovery) await backend.stopVm(session.recovery).catch(() => undefined);
+    if (h?.session?.recovery) await backend.stopVm(h.session.recovery).catch(() => undefined);
     await guest.dispose();
     closeSync(logFd);
     rmSync(shm, { recursive: true, force: true });

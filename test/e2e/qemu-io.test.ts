@@ -33,7 +33,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, write
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, Daemon, loadConfig, Vicover, type CrashReport, type CrashSession, type PluginEntry } from '@vicover/core';
+import { loadConfig, type CrashReport, type Daemon, type PluginEntry } from '@vicover/core';
+import { startDaemon, type InProcessDaemon } from '../tools/daemon.mjs';
 import type { QemuBackend } from '@vicover/plugin-qemu';
 // @ts-ignore — plain ESM harness without type declarations
 import { QmpClient } from '../guest/guest.mjs';
@@ -197,7 +198,7 @@ async function runPolicy(policy: string, plugin: PluginEntry): Promise<Run> {
   let sg: ServiceGuest | null = null;
   let daemon: Daemon | null = null;
   let backend: QemuBackend | null = null;
-  let session: CrashSession | undefined;
+  let h: InProcessDaemon<QemuBackend> | null = null;
   let qmp: { execute(c: string): Promise<unknown>; close(): void } | null = null;
   let sampler: NodeJS.Timeout | null = null;
   let unwatch: (() => void) | null = null;
@@ -231,19 +232,15 @@ async function runPolicy(policy: string, plugin: PluginEntry): Promise<Run> {
         ],
       },
     });
-    const core = new Vicover({ config, logger: createLogger({ level: 'debug', format: 'json', fd: logFd }) });
-    for (const p of plugins) await core.use(p);
-    let done!: (r: CrashReport) => void;
-    const finished = new Promise<CrashReport>((r) => (done = r));
-    daemon = new Daemon({ core, onReport: (r) => done(r), onSessionStart: (s) => (session = s) });
-    backend = core.backend() as QemuBackend;
-    await daemon.start();
-    await backend.attached(name);
+    h = await startDaemon<QemuBackend>({ config, plugins, logFd, vm: name });
+    daemon = h.daemon;
+    backend = h.backend;
+    const finished = h.finished;
     await sg.guest.waitReady();
     await sg.guest.command('stamp io-value');
     await sg.guest.crash();
 
-    const s = await until('the crash session starts', () => session, 60_000, 50);
+    const s = await until('the crash session starts', () => h?.session, 60_000, 50);
     const rec = await until('the recovery VM starts', () => s.recovery, 120_000, 50);
     let warmStartMs = -1;
     let warmEndMs = -1;
@@ -295,7 +292,7 @@ async function runPolicy(policy: string, plugin: PluginEntry): Promise<Run> {
     unwatch?.();
     qmp?.close();
     await daemon?.stop('test done').catch(() => undefined);
-    if (session?.recovery) await backend?.stopVm(session.recovery).catch(() => undefined);
+    if (h?.session?.recovery) await backend?.stopVm(h.session.recovery).catch(() => undefined);
     await sg?.guest.dispose();
     closeSync(logFd);
     rmSync(shm, { recursive: true, force: true });

@@ -14,7 +14,8 @@ import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createLogger, Daemon, loadConfig, Vicover, type CrashReport, type CrashSession } from '@vicover/core';
+import { loadConfig, type CrashReport, type CrashSession, type Daemon } from '@vicover/core';
+import { startDaemon, type InProcessDaemon } from '../tools/daemon.mjs';
 import type { QemuBackend } from '@vicover/plugin-qemu';
 import { BudgetSampler, ClientPoller, dumpDmesg, MiB, missingTools, PANIC, qemuOptions, startServiceGuest, until } from './helpers.js';
 
@@ -41,10 +42,10 @@ async function runMode(mode: 'coredump-restart' | 'restart-only'): Promise<Run> 
   const logFd = openSync(path.join(dir, 'daemon.log'), 'w');
   let daemon: Daemon | null = null;
   let backend: QemuBackend | null = null;
-  let session: CrashSession | undefined;
+  let h: InProcessDaemon<QemuBackend> | null = null;
   const cleanup = async () => {
     await daemon?.stop('test done');
-    if (session?.recovery) await backend?.stopVm(session.recovery).catch(() => undefined);
+    if (h?.session?.recovery) await backend?.stopVm(h.session.recovery).catch(() => undefined);
     await sg.guest.dispose();
     closeSync(logFd);
     rmSync(shm, { recursive: true, force: true });
@@ -65,14 +66,10 @@ async function runMode(mode: 'coredump-restart' | 'restart-only'): Promise<Run> 
         ],
       },
     });
-    const core = new Vicover({ config, logger: createLogger({ level: 'debug', format: 'json', fd: logFd }) });
-    for (const p of plugins) await core.use(p);
-    let done!: (r: CrashReport) => void;
-    const finished = new Promise<CrashReport>((r) => (done = r));
-    daemon = new Daemon({ core, onReport: (r) => done(r), onSessionStart: (s) => (session = s) });
-    backend = core.backend() as QemuBackend;
-    await daemon.start();
-    await backend.attached(name);
+    h = await startDaemon<QemuBackend>({ config, plugins, logFd, vm: name });
+    daemon = h.daemon;
+    backend = h.backend;
+    const finished = h.finished;
     await sg.guest.waitReady();
     await sg.guest.command(`stamp ${mode}-value`);
     const poller = new ClientPoller(sg.url, new RegExp(`${mode}-value`));
@@ -86,7 +83,7 @@ async function runMode(mode: 'coredump-restart' | 'restart-only'): Promise<Run> 
     await until('the client sees the service again', () => poller.firstOkAfter(crashAt), 120_000);
     sampler.stop();
     poller.stop();
-    return { report, session: session!, backend, poller, sampler, crashAt, ramPath: sg.guest.ramPath, dir, cleanup };
+    return { report, session: h.session!, backend, poller, sampler, crashAt, ramPath: sg.guest.ramPath, dir, cleanup };
   } catch (e) {
     await cleanup();
     throw e;

@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KdumpReader } from '@vicover/dumpfmt';
-import { createLogger, Daemon, loadConfig, STAGE, Vicover, type CrashReport, type CrashSession } from '@vicover/core';
+import { loadConfig, STAGE, type CrashReport, type Daemon, type Vicover } from '@vicover/core';
+import { startDaemon, type InProcessDaemon } from '../tools/daemon.mjs';
 import type { QemuBackend } from '@vicover/plugin-qemu';
 import {
   BudgetSampler,
@@ -47,7 +48,7 @@ describe.skipIf(missing.length > 0)('crash daemon on QEMU, mode vicover', () => 
   let daemon: Daemon;
   let backend: QemuBackend;
   let report: CrashReport;
-  let session: CrashSession | undefined;
+  let h: InProcessDaemon<QemuBackend> | null = null;
   let value: string;
   let crashAt = 0;
   const refRam = path.join(dir, 'ram.ref');
@@ -74,21 +75,24 @@ describe.skipIf(missing.length > 0)('crash daemon on QEMU, mode vicover', () => 
       },
     });
     logFd = openSync(path.join(dir, 'daemon.log'), 'w');
-    const core = new Vicover({ config, logger: createLogger({ level: 'debug', format: 'json', fd: logFd }) });
-    for (const p of plugins) await core.use(p);
-    // Test-only: a sparse copy of the RAM file right after capture, as the page oracle's reference.
-    await core.use({
-      name: 'test-reference',
-      apply(c: Vicover) {
-        c.hooks.onCrash.tapPromise({ name: 'test-reference', stage: REFERENCE_STAGE }, async () => sparseCopy(sg.guest.ramPath, refRam));
-      },
+    h = await startDaemon<QemuBackend>({
+      config,
+      plugins,
+      logFd,
+      vm: 'e2e',
+      // Test-only: a sparse copy of the RAM file right after capture, as the page oracle's reference.
+      extraPlugins: [
+        {
+          name: 'test-reference',
+          apply(c: Vicover) {
+            c.hooks.onCrash.tapPromise({ name: 'test-reference', stage: REFERENCE_STAGE }, async () => sparseCopy(sg.guest.ramPath, refRam));
+          },
+        },
+      ],
     });
-    let done!: (r: CrashReport) => void;
-    const finished = new Promise<CrashReport>((r) => (done = r));
-    daemon = new Daemon({ core, onReport: (r) => done(r), onSessionStart: (s) => (session = s) });
-    backend = core.backend() as QemuBackend;
-    await daemon.start();
-    await backend.attached('e2e');
+    daemon = h.daemon;
+    backend = h.backend;
+    const finished = h.finished;
     await sg.guest.waitReady();
 
     value = `e2e-value-${Date.now()}`;
@@ -111,7 +115,7 @@ describe.skipIf(missing.length > 0)('crash daemon on QEMU, mode vicover', () => 
     poller?.stop();
     sampler?.stop();
     await daemon?.stop('test done');
-    if (session?.recovery) await backend.stopVm(session.recovery).catch(() => undefined);
+    if (h?.session?.recovery) await backend.stopVm(h.session.recovery).catch(() => undefined);
     await sg?.guest.dispose();
     if (logFd >= 0) closeSync(logFd);
     rmSync(shm, { recursive: true, force: true });
@@ -134,7 +138,7 @@ describe.skipIf(missing.length > 0)('crash daemon on QEMU, mode vicover', () => 
     expect((report.extra.capture as { cpus: number }).cpus).toBe(2);
     // The crashed VM's RAM file is gone; the recovery VM runs with all the memory.
     expect(existsSync(sg.guest.ramPath)).toBe(false);
-    expect(backend.memoryOf(session!.recovery!)).toBe(MEM_MIB * MiB);
+    expect(backend.memoryOf(h!.session!.recovery!)).toBe(MEM_MIB * MiB);
     // The recovery VM started before the dump ended (that is the point of the mode) and with less
     // than the full memory (the crashed guest still held its RAM).
     expect(report.recovery.startedAtMs!).toBeLessThan(report.dump.finishedAtMs!);
