@@ -23,8 +23,9 @@
 // Why: QEMU zeroes its throttle bucket at every block_set_io_throttle, forgiving the guest's debt, so
 // a limit re-sent every 100 ms does not hold — measured here: a guest reading with O_DIRECT under a
 // 6 MiB/s limit re-sent every 100 ms (alternating 5.6 / 6 MiB/s) read at 19 MiB/s, under the same
-// limit sent once at 5–5.6 MiB/s. The core re-sends when the share moves by ≥ 5 %, and policies that
-// react to last tick's rate (io-priority favor=dump, io-proportional's lending) move it every tick.
+// limit sent once at 5–5.6 MiB/s. Policies that react to last tick's rate (io-priority favor=dump,
+// io-proportional's lending) move the share every tick. (The core itself now sends a new limit at
+// most once a second too; this plugin's hold came first, and it also averages the split over it.)
 //
 // With no policy loaded this plugin alone taps scheduleIo (shares unlimited, policy 'none'): the
 // reference of a disk that just splits fairly.
@@ -34,8 +35,8 @@ const WINDOW_MS = 1000;
 /** How often the recovery VM's limit may change. */
 const HOLD_MS = 1000;
 
-/** The limits a fair disk of `dev` bytes/s leaves the two sides (exported for a unit check). */
-export function splitDevice({ dev, dumpShare, recoveryShare, recoveryDemand }) {
+/** The limits a fair disk of `dev` bytes/s leaves the two sides. */
+function splitDevice({ dev, dumpShare, recoveryShare, recoveryDemand }) {
   const pd = Math.min(dumpShare, dev);
   const pr = Math.min(recoveryShare, dev);
   if (pd + pr <= dev) return { dumpBps: pd, recoveryBps: pr };
