@@ -23,7 +23,7 @@ import { readdirSync } from 'node:fs';
 import { loadConfig } from '@vicover/core';
 import { startDaemon } from '../test/tools/daemon.mjs';
 import { buildGuest, startGuest } from '../test/guest/guest.mjs';
-import { allocatedBytes, pollService, until } from './lib.mjs';
+import { allocatedBytes, ClientPoller, until } from '../test/tools/service.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MiB = 1024 * 1024;
@@ -117,8 +117,9 @@ async function runMode(mode, build) {
     await guest.command('stamp bench-value');
     const url = `http://127.0.0.1:${guest.hostfwdPort}/cgi-bin/value`;
     // The outside client.
-    poller = pollService(url, 'bench-value');
-    await until('service answers', poller.answered, 30_000);
+    poller = new ClientPoller(url, /bench-value/);
+    poller.start();
+    await until('service answers', () => poller.answered(), 30_000);
     // Host memory held for the crash: the crashed RAM file + every recovery RAM file.
     let peak = 0;
     let nSamples = 0;
@@ -135,7 +136,7 @@ async function runMode(mode, build) {
     const crashAt = Date.now();
     say(`${mode}: crashed (RAM file holds ${(allocatedAtCrash / MiB).toFixed(0)} MiB)`);
     const report = await finished;
-    const back = await until('client sees the service again', () => poller.backAfter(crashAt), 600_000, 100);
+    const back = await until('client sees the service again', () => poller.firstOkAfter(crashAt), 600_000, 100);
     sample();
     clearInterval(sampler);
     poller.stop();

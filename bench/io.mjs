@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '@vicover/core';
 import { startDaemon } from '../test/tools/daemon.mjs';
 import { buildGuest, startGuest } from '../test/guest/guest.mjs';
-import { pollService, until } from './lib.mjs';
+import { ClientPoller, until } from '../test/tools/service.mjs';
 import { ioPlotSvg } from './io-plot.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -164,13 +164,14 @@ async function runPolicy(key, rep, build) {
     say(`${pol.name}: guest ready after ${ready.bootSeconds.toFixed(1)} s`);
     await guest.command('stamp bench-value');
     const url = `http://127.0.0.1:${guest.hostfwdPort}/cgi-bin/value`;
-    poller = pollService(url, 'bench-value');
-    await until('service answers', poller.answered, 30_000);
+    poller = new ClientPoller(url, /bench-value/);
+    poller.start();
+    await until('service answers', () => poller.answered(), 30_000);
     await guest.crash();
     const crashAt = Date.now();
     say(`${pol.name}: crashed`);
     const report = await finished;
-    const back = await until('client sees the service again', () => poller.backAfter(crashAt), 900_000, 100);
+    const back = await until('client sees the service again', () => poller.firstOkAfter(crashAt), 900_000, 100);
     poller.stop();
     poller = null;
     // The shared disk, as measured: dump + recovery VM bytes per 2-s window (report timelines:

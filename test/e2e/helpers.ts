@@ -5,14 +5,16 @@
  * libkdumpfile under /usr/bin/python3).
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { promises as fsp, readdirSync, statSync } from 'node:fs';
-import * as http from 'node:http';
+import { promises as fsp, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 // @ts-ignore — plain ESM harness without type declarations
 import { buildGuest, startGuest } from '../guest/guest.mjs';
 import { missingCommands } from '../tools/commands.mjs';
+import { allocatedBytes } from '../tools/service.mjs';
+
+export { ClientPoller, httpGet, until } from '../tools/service.mjs';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const MiB = 1024 * 1024;
@@ -21,31 +23,6 @@ const execFileP = promisify(execFile);
 
 export function missingTools(extra: string[] = []): string[] {
   return missingCommands(['qemu-system-x86_64', 'qemu-img', 'fallocate', 'busybox', 'mke2fs', 'apt-get', ...extra]);
-}
-
-export async function until<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60_000, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as T;
-    if (Date.now() > deadline) throw new Error(`timeout after ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** One GET without connection reuse; the body when the status is 200, else null. */
-export function httpGet(url: string, timeoutMs = 2000): Promise<string | null> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, headers: { connection: 'close' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(res.statusCode === 200 ? body : null));
-      res.on('error', () => resolve(null));
-    });
-    req.on('error', () => resolve(null));
-    req.setTimeout(timeoutMs, () => req.destroy());
-  });
 }
 
 export interface ServiceGuest {
@@ -100,46 +77,6 @@ export function qemuOptions(g: ServiceGuest, o: { name: string; stateDir: string
 }
 
 /**
- * Polls a URL every `everyMs` from the host, as a client of the service would, and records when
- * it answered with the expected body.
- */
-export class ClientPoller {
-  readonly samples: { t: number; ok: boolean }[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private busy = false;
-
-  constructor(
-    private readonly url: string,
-    private readonly expect: RegExp,
-    private readonly everyMs = 100,
-  ) {}
-
-  start(): void {
-    this.timer = setInterval(async () => {
-      if (this.busy) return;
-      this.busy = true;
-      const t = Date.now(); // when the request was sent: an answer in flight at the crash does not count
-      const body = await httpGet(this.url, 1000);
-      this.samples.push({ t, ok: body !== null && this.expect.test(body) });
-      this.busy = false;
-    }, this.everyMs);
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-  }
-
-  /** The first successful answer at or after `t` (ms since epoch). */
-  firstOkAfter(t: number): number | null {
-    return this.samples.find((s) => s.t >= t && s.ok)?.t ?? null;
-  }
-
-  lastOkBefore(t: number): number | null {
-    return [...this.samples].reverse().find((s) => s.t < t && s.ok)?.t ?? null;
-  }
-}
-
-/**
  * Samples host memory held for a crash, independently of Vicover: allocated blocks of the crashed
  * VM's RAM file plus every file in the recovery VMs' RAM directory.
  */
@@ -157,14 +94,7 @@ export class BudgetSampler {
   ) {}
 
   sample(): void {
-    const blocks = (f: string) => {
-      try {
-        return statSync(f).blocks * 512;
-      } catch {
-        return 0;
-      }
-    };
-    const crashed = blocks(this.crashedFile);
+    const crashed = allocatedBytes(this.crashedFile);
     let recovery = 0;
     let files: string[] = [];
     try {
@@ -172,7 +102,7 @@ export class BudgetSampler {
     } catch {
       /* not there yet */
     }
-    for (const f of files) recovery += blocks(path.join(this.recoveryDir, f));
+    for (const f of files) recovery += allocatedBytes(path.join(this.recoveryDir, f));
     const total = crashed + recovery;
     this.samples++;
     if (recovery > 0) this.withRecovery++;
