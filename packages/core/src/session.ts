@@ -3,6 +3,8 @@
  *
  *   capture ─► onCrash ─► selectPages ─► plan chunks ─► for each chunk: write ─► fsync ─► onChunkDumped
  *                                                        ─► backend.release ─► onMemoryReclaimed
+ *   (a backend that frees memory only at destroy: write every chunk ─► one fsync ─► then per chunk
+ *    onChunkDumped ─► backend.release; all memory is handed over at destroy)
  *   (scheduleIo every tick meanwhile)   recovery VM healthy ─► onRecovered     ─► report
  *
  * The session never releases a chunk before the writer's sync() for it returned and the journal says
@@ -509,6 +511,7 @@ export class CrashSession {
       this.report.state = 'interrupted';
       return this.report;
     }
+    this.report.memory.releasesImmediately = this.backend.releasesImmediately(this.vm);
     this.memorySource = await this.backend.openMemory(this.vm);
     this.startSampler();
     // Chunks durable but not yet released: release them now (they are safe on disk).
@@ -567,6 +570,14 @@ export class CrashSession {
     let pagesWritten = 0;
     let bytesWritten = 0;
     let zeroPages = 0;
+    // Per-chunk durability (fsync, journal entry, release right after) buys something only where a
+    // released chunk's memory comes back at once. Where the backend frees a crashed VM's memory only
+    // when it is destroyed, nothing can be handed over before the end: every chunk is written, the
+    // dump is made durable once, and then the chunks are journaled, reported and released together —
+    // still never a release before its pages are on disk. A daemon stopped before that single sync
+    // resumes the dump from its start (the journal's writer checkpoint is the initial one).
+    const deferred = !this.offline && this.backend !== null && !this.report.memory.releasesImmediately;
+    const written: { chunk: Chunk; info: Omit<ChunkInfo, 'durableAtMs'> }[] = [];
     this.startScheduler(ordered, done);
     // Two buffers: the next block is read while the current one is compressed and written.
     const bufs = [Buffer.allocUnsafe(blockBytes), Buffer.allocUnsafe(blockBytes)];
@@ -614,10 +625,16 @@ export class CrashSession {
           this.opts.onProgress?.({ pagesWritten, pagesTotal, bytesWritten, handedOverBytes: this.handedOverBytes });
         }
         await pending;
+        zeroPages += cz;
+        const written1 = { seq, index: chunk.index, range: chunk.range, selectedPages: chunk.selectedPages, writtenPages: cw, zeroPages: cz, bytesWritten: cb };
+        if (deferred) {
+          written.push({ chunk, info: written1 });
+          this.report.timeline.dump.push({ tMs: Math.round(this.elapsedMs()), pagesWritten, bytesWritten: this.report.dump.bytesWritten });
+          continue;
+        }
         // Durability before release: an offline dump releases nothing, so finish() fsyncs once at the end.
         if (this.settings.fsync && !this.offline) await writer.sync();
-        zeroPages += cz;
-        const info: ChunkInfo = { seq, index: chunk.index, range: chunk.range, selectedPages: chunk.selectedPages, writtenPages: cw, zeroPages: cz, bytesWritten: cb, durableAtMs: Math.round(this.elapsedMs()) };
+        const info: ChunkInfo = { ...written1, durableAtMs: Math.round(this.elapsedMs()) };
         if (this.journal && this.dir) {
           this.journal.durable.push(chunk.index);
           this.journal.writer = writer.state();
@@ -627,6 +644,23 @@ export class CrashSession {
         this.report.timeline.dump.push({ tMs: info.durableAtMs, pagesWritten, bytesWritten: this.report.dump.bytesWritten });
         await this.core.hooks.onChunkDumped.promise(info, this);
         if (this.mode === 'vicover' && !this.offline) await this.releaseChunk(chunk, info);
+      }
+      if (written.length) {
+        // The one durability point of a deferred dump, then the journal says so in one atomic write.
+        if (this.settings.fsync) await writer.sync();
+        const durableAtMs = Math.round(this.elapsedMs());
+        this.event_('dump-durable', `${written.length} chunks, one fsync`);
+        if (this.journal && this.dir) {
+          for (const w of written) this.journal.durable.push(w.chunk.index);
+          this.journal.writer = writer.state();
+          await writeJournal(path.join(this.dir, 'session.json'), this.journal);
+        }
+        for (const w of written) {
+          const info: ChunkInfo = { ...w.info, durableAtMs };
+          done.add(w.chunk.index);
+          await this.core.hooks.onChunkDumped.promise(info, this);
+          if (this.mode === 'vicover') await this.releaseChunk(w.chunk, info);
+        }
       }
       if (pages?.excludeZero) {
         this.report.pages.excluded.zero += zeroPages;

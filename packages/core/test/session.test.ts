@@ -25,6 +25,7 @@ import {
   findUnfinished,
   readJournal,
 } from '@vicover/core';
+import { nodeFs, type DumpFileHandle, type DumpFs } from '@vicover/dumpfmt';
 
 const PAGE = 4096;
 const MiB = 1024 * 1024;
@@ -172,7 +173,47 @@ const filter = {
   },
 };
 
-async function runSession(mode: 'vicover' | 'coredump-restart' | 'restart-only', sizeMiB = 32, extra: Record<string, unknown> = {}, more: { io?: Record<string, unknown>; plugins?: string[] } = {}) {
+/**
+ * The dump file's DumpFs with every fdatasync/fsync recorded in `rec.calls` (as `fsync`), so a test
+ * sees where durability points fall between chunk writes and releases.
+ */
+function countingFs(rec: Recorder): DumpFs {
+  return {
+    async open(p, flags, mode) {
+      const fh = (await nodeFs.open(p, flags, mode)) as DumpFileHandle;
+      return Object.assign(Object.create(fh) as DumpFileHandle, {
+        write: fh.write.bind(fh),
+        writev: fh.writev.bind(fh),
+        read: fh.read.bind(fh),
+        truncate: fh.truncate.bind(fh),
+        stat: fh.stat.bind(fh),
+        close: fh.close.bind(fh),
+        datasync: async () => {
+          rec.calls.push('fsync');
+          await fh.datasync();
+        },
+        sync: async () => {
+          rec.calls.push('fsync');
+          await fh.sync();
+        },
+      });
+    },
+    unlink: nodeFs.unlink,
+  };
+}
+
+/** A backend like the PV Xen one: release() frees nothing until destroy (releasesImmediately false). */
+function laterRelease(b: Backend, rec: Recorder): void {
+  b.releasesImmediately = () => false;
+  b.dumpTarget = async () => ({ fs: countingFs(rec), description: 'counting fsyncs' });
+}
+
+async function runSession(
+  mode: 'vicover' | 'coredump-restart' | 'restart-only',
+  sizeMiB = 32,
+  extra: Record<string, unknown> = {},
+  more: { io?: Record<string, unknown>; plugins?: string[]; tweak?: (b: Backend, rec: Recorder) => void } = {},
+) {
   const dumpDir = mkdtempSync(path.join(tmpdir(), 'vcv-sess-'));
   const config = Vicover.defaultConfig({ mode, dump: { dir: path.join(dumpDir, 'dumps'), chunkMiB: 4, blockMiB: 1, ...extra }, ...(more.io ? { io: more.io } : {}) });
   const core = new Vicover({ config, logger: silentLogger() });
@@ -187,6 +228,7 @@ async function runSession(mode: 'vicover' | 'coredump-restart' | 'restart-only',
   const mem = guestMemory(sizeMiB * MiB);
   let session!: CrashSession;
   const backend = testBackend(vm, mem, rec, () => session.directory);
+  more.tweak?.(backend, rec);
   session = new CrashSession({ core, backend, event: { vm, at: Date.now(), reason: 'test crash' } });
   const report = await session.run();
   return { report, rec, mem, session, dumpDir };
@@ -246,6 +288,95 @@ describe('crash session', () => {
     const r = await KdumpReader.open(session.dumpPath!);
     expect(r.pages).toBe(8192);
     r.close();
+  });
+
+  it('a backend that frees memory only at destroy: every chunk written, one fsync, then each chunk reported and released, all memory handed over at destroy', async () => {
+    const perChunk = await runSession('vicover', 32, {}, { tweak: (b, rec) => (b.dumpTarget = async () => ({ fs: countingFs(rec), description: 'counting fsyncs' })) });
+    const { report, rec, mem, session } = await runSession('vicover', 32, {}, { tweak: laterRelease });
+    expect(report.state).toBe('done');
+    expect(report.memory.releasesImmediately).toBe(false);
+    const calls = rec.calls;
+    const fsyncs = (c: string[]) => c.filter((x) => x === 'fsync').length;
+    // 8 chunks: the per-chunk path syncs after each; this one once for all of them.
+    expect(fsyncs(perChunk.rec.calls) - fsyncs(calls)).toBe(7);
+    const firstDumped = calls.findIndex((c) => c.startsWith('dumped:'));
+    expect(calls[firstDumped - 1]).toBe('fsync');
+    const releases = calls.filter((c) => c.startsWith('release:'));
+    expect(releases).toHaveLength(8);
+    // After the one fsync: dumped:X, release:X for each chunk (release() itself checks the journal
+    // lists the chunk durable), no further fsync until the dump is finished; then destroy, then the
+    // strategy grows the recovery VM once.
+    const tail = calls.slice(firstDumped, firstDumped + 16);
+    for (let k = 0; k < 8; k++) {
+      expect(tail[2 * k]).toMatch(/^dumped:/);
+      expect(tail[2 * k + 1]).toBe(`release:${tail[2 * k]!.split(':')[1]}`);
+    }
+    expect(calls.filter((c) => c.startsWith('resize:'))).toHaveLength(1);
+    expect(calls.indexOf('destroy')).toBeGreaterThan(calls.lastIndexOf(releases.at(-1)!));
+    expect(calls.indexOf('destroy')).toBeLessThan(calls.findIndex((c) => c.startsWith('resize:')));
+    expect(report.timeline.handover).toHaveLength(1);
+    expect(report.memory.handedOverBytes).toBe(32 * MiB);
+    expect(report.timeline.events.some((e) => e.event === 'dump-durable')).toBe(true);
+    const r = await KdumpReader.open(session.dumpPath!);
+    expect(r.incomplete).toBe(false);
+    for (let pfn = 0; pfn < 8192; pfn++) {
+      const selected = !(pfn >= 4096 && pfn % 2 === 0);
+      expect(r.isDumpable(pfn)).toBe(selected);
+      if (selected) expect(r.readPage(pfn).equals(mem.subarray(pfn * PAGE, (pfn + 1) * PAGE))).toBe(true);
+    }
+    r.close();
+  });
+
+  it('a one-fsync dump stopped before its fsync is resumed from the start of the dump: nothing was journaled durable or released', async () => {
+    const dumpDir = mkdtempSync(path.join(tmpdir(), 'vcv-deferred-'));
+    const config = Vicover.defaultConfig({ mode: 'vicover', dump: { dir: dumpDir, chunkMiB: 4, blockMiB: 1 } });
+    const vm: VmRef = { id: 'vm1', name: 'web1', memoryBytes: 32 * MiB };
+    const mem = guestMemory(32 * MiB);
+    const rec: Recorder = { calls: [], released: [] };
+    // First daemon: stopped while the fifth chunk is being read.
+    const core1 = new Vicover({ config, logger: silentLogger() });
+    await core1.use(filter);
+    let s1!: CrashSession;
+    const b1 = testBackend(vm, mem, rec, () => s1.directory);
+    laterRelease(b1, rec);
+    let reads = 0;
+    b1.openMemory = async () => {
+      const m = memSource(mem, rec.released);
+      return { ...m, read: async (gpa, dst, off, len) => { if (++reads === 5 * 4) s1.stop(); return m.read(gpa, dst, off, len); } };
+    };
+    s1 = new CrashSession({ core: core1, backend: b1, event: { vm, at: Date.now(), reason: 'test crash' } });
+    const r1 = await s1.run();
+    expect(r1.state).toBe('interrupted');
+    expect(rec.calls.some((c) => c.startsWith('release:'))).toBe(false);
+    const unfinished = await findUnfinished(dumpDir);
+    expect(unfinished).toHaveLength(1);
+    expect(unfinished[0]!.journal.durable).toEqual([]);
+    // Second daemon: writes every chunk again, one fsync, releases, hands over.
+    const core2 = new Vicover({ config, logger: silentLogger() });
+    await core2.use(filter);
+    await core2.use(strategy(rec));
+    rec.calls.length = 0;
+    let s2!: CrashSession;
+    const b2 = testBackend(vm, mem, rec, () => s2.directory);
+    laterRelease(b2, rec);
+    b2.reattach = async () => true;
+    s2 = new CrashSession({ core: core2, backend: b2, event: unfinished[0]!.journal.event, resume: unfinished[0]! });
+    const r2 = await s2.run();
+    expect(r2.state).toBe('done');
+    expect(r2.dump.complete).toBe(true);
+    expect(r2.memory.releasesImmediately).toBe(false);
+    expect(rec.calls.filter((c) => c.startsWith('dumped:'))).toHaveLength(8);
+    expect(rec.calls.filter((c) => c.startsWith('release:'))).toHaveLength(8);
+    expect(r2.memory.handedOverBytes).toBe(32 * MiB);
+    const r = await KdumpReader.open(s2.dumpPath!);
+    expect(r.incomplete).toBe(false);
+    for (let pfn = 0; pfn < 8192; pfn++) {
+      const selected = !(pfn >= 4096 && pfn % 2 === 0);
+      expect(r.isDumpable(pfn)).toBe(selected);
+      if (selected) expect(r.readPage(pfn).equals(mem.subarray(pfn * PAGE, (pfn + 1) * PAGE))).toBe(true);
+    }
+    r.close();
+    expect(await findUnfinished(dumpDir)).toEqual([]);
   });
 
   it('restart-only: no dump, all memory at once', async () => {
