@@ -45,6 +45,14 @@ export interface MemorySource {
    * input: makedumpfile's -d 31 output). Reading a page outside it fails; dumps never include it.
    */
   readonly present?: { get(pfn: number): boolean; count(start?: number, end?: number): number; runs(start?: number, end?: number): Iterable<[number, number]> };
+  /**
+   * Optional fast path for scans: the guest-physical addresses in [start, end) (page aligned, inside
+   * one range) where the bytes `needle` start at one of `pageOffsets` of a page, ascending, at most
+   * `max` of them (`truncated` when there were more). A source that can look at pages where they are
+   * — without copying them out, e.g. through a helper process that maps them — implements it; callers
+   * read() otherwise. Released pages are never hits.
+   */
+  findInPages?(start: number, end: number, needle: Uint8Array, pageOffsets: readonly number[], max: number): Promise<{ hits: number[]; truncated: boolean }>;
   /** ELF notes the source carries (a vmcore's PT_NOTE: CPU state, guest-OS notes …); empty for raw RAM. */
   readonly notes: readonly ElfNote[];
   /** Release file descriptors. Idempotent. */

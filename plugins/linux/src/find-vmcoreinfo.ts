@@ -9,6 +9,9 @@
  *      (the start of each range first, see scanOrder), looks for `OSRELEASE=` at page offsets 0 and 24,
  *      parses each hit up to its NUL, and stops at the first one that parses and passes `validate`
  *      (LinuxKernel.open checks it against the page tables and init_uts_ns). The total is capped.
+ *      A source with `findInPages` (pages looked at where they are, e.g. by a helper that maps them)
+ *      is asked for the hits instead of handing every page over: the same candidates in the same
+ *      order, a fraction of the bytes moved.
  * Whatever the source, the result's `info.toNote()` is the VMCOREINFO note our dump carries.
  */
 import * as fs from 'node:fs';
@@ -42,6 +45,8 @@ export interface FindVmcoreinfoOptions {
   readonly blockBytes?: number;
   /** Most candidates parsed+validated in a scan (default 64). */
   readonly maxCandidates?: number;
+  /** Use the source's findInPages when it has one (default true); false: always read pages. */
+  readonly inPlace?: boolean;
   /** Throws (a VcvError) to reject a candidate; default accepts any that parses. */
   readonly validate?: (info: Vmcoreinfo) => void;
   readonly signal?: AbortSignal;
@@ -158,6 +163,9 @@ function readCandidate(source: MemorySource, gpa: number, out: Buffer, max: numb
   return done;
 }
 
+/** Block size of a scan through MemorySource.findInPages (the pages are not copied out). */
+export const FIND_BLOCK_BYTES = 64 * 1024 * 1024;
+
 /** Bytes at the start of each RAM range scanned before the rest (see scanOrder). */
 export const SCAN_PRIORITY_WINDOW = 64 * 1024 * 1024;
 
@@ -191,11 +199,49 @@ export async function scanForVmcoreinfo(
   const blockBytes = Math.max(64 * 1024, Math.floor(Math.min(opts.blockBytes ?? 8 * 1024 * 1024, 256 * 1024 * 1024) / PAGE) * PAGE);
   const maxScan = opts.maxScanBytes ?? 16 * 1024 * 1024 * 1024;
   const maxCandidates = opts.maxCandidates ?? 64;
-  const buf = Buffer.allocUnsafeSlow(blockBytes);
+  const find = opts.inPlace !== false && source.findInPages ? source.findInPages.bind(source) : undefined;
+  // A source that looks at pages in place is asked for larger blocks (nothing is copied); still bounded.
+  const step = find ? Math.max(blockBytes, FIND_BLOCK_BYTES) : blockBytes;
+  const buf = find ? null : Buffer.allocUnsafeSlow(blockBytes);
   const cand = Buffer.allocUnsafeSlow(MAX_VMCOREINFO_BYTES);
+  const one = Buffer.alloc(1);
   const n0 = NEEDLE[0]!;
   let scanned = 0;
   let candidates = 0;
+  /** One hit of the needle at `gpa` (a page offset in CANDIDATE_OFFSETS): found, give up, or go on. */
+  const consider = (gpa: number): FoundVmcoreinfo | 'stop' | undefined => {
+    if (++candidates > maxCandidates) {
+      rejected.push(`scan: more than ${maxCandidates} candidates, giving up`);
+      return 'stop';
+    }
+    const range = source.ranges.find((r) => gpa >= r.start && gpa < r.end)!;
+    const clen = readCandidate(source, gpa, cand, Math.min(cand.length, range.end - gpa));
+    const nul = cand.subarray(0, clen).indexOf(0);
+    if (nul < 0) {
+      rejected.push(`scan at 0x${gpa.toString(16)}: text does not end within ${clen} bytes`);
+      return undefined;
+    }
+    try {
+      const info = Vmcoreinfo.parse(cand.subarray(0, nul), { origin: `RAM at 0x${gpa.toString(16)}` });
+      accept(info, opts.validate);
+      return { info, origin: 'scan', gpa, scannedBytes: scanned, rejected };
+    } catch (e) {
+      if (!(e instanceof VcvError)) throw e;
+      onError?.(e);
+      rejected.push(`scan at 0x${gpa.toString(16)}: ${reason(e)}`);
+      return undefined;
+    }
+  };
+  /** The byte before gpa is NUL (the note's name padding before the text), read from the source. */
+  const nulBefore = (gpa: number): boolean => {
+    try {
+      source.readSync(gpa - 1, one, 0, 1);
+    } catch (e) {
+      if (!(e instanceof VcvError)) throw e;
+      return false;
+    }
+    return one[0] === 0;
+  };
   for (const w of scanOrder(source.ranges)) {
     // Whole pages only (ranges are page aligned).
     for (let pos = w.start; pos < w.end; ) {
@@ -204,38 +250,38 @@ export async function scanForVmcoreinfo(
         rejected.push(`scan: stopped after ${scanned} bytes (limit ${maxScan})`);
         return undefined;
       }
-      const len = Math.min(blockBytes, w.end - pos, Math.ceil((maxScan - scanned) / PAGE) * PAGE);
-      await readSkippingHoles(source, pos, buf, len);
-      scanned += len;
-      for (let page = 0; page < len; page += PAGE) {
-        for (const off of CANDIDATE_OFFSETS) {
-          const at = page + off;
-          if (buf[at] !== n0 || at + NEEDLE.length > len || buf.compare(NEEDLE, 0, NEEDLE.length, at, at + NEEDLE.length) !== 0) continue;
-          if (off !== 0 && buf[at - 1] !== 0) continue;
-          const gpa = pos + at;
-          if (++candidates > maxCandidates) {
-            rejected.push(`scan: more than ${maxCandidates} candidates, giving up`);
-            return undefined;
+      const len = Math.min(find ? step : blockBytes, w.end - pos, Math.ceil((maxScan - scanned) / PAGE) * PAGE);
+      if (find) {
+        // The hits in page order, as the read path below would meet them. More hits than candidates
+        // may be left (some fail the NUL check): then this block is read the ordinary way.
+        const r = await find(pos, pos + len, NEEDLE, CANDIDATE_OFFSETS, maxCandidates - candidates + 1);
+        if (!r.truncated) {
+          scanned += len;
+          for (const gpa of r.hits) {
+            if (gpa % PAGE !== 0 && !nulBefore(gpa)) continue;
+            const f = consider(gpa);
+            if (f === 'stop') return undefined;
+            if (f) return { ...f, scannedBytes: scanned };
           }
-          const range = source.ranges.find((r) => gpa >= r.start && gpa < r.end)!;
-          const clen = readCandidate(source, gpa, cand, Math.min(cand.length, range.end - gpa));
-          const nul = cand.subarray(0, clen).indexOf(0);
-          if (nul < 0) {
-            rejected.push(`scan at 0x${gpa.toString(16)}: text does not end within ${clen} bytes`);
-            continue;
-          }
-          try {
-            const info = Vmcoreinfo.parse(cand.subarray(0, nul), { origin: `RAM at 0x${gpa.toString(16)}` });
-            accept(info, opts.validate);
-            return { info, origin: 'scan', gpa, scannedBytes: scanned, rejected };
-          } catch (e) {
-            if (!(e instanceof VcvError)) throw e;
-            onError?.(e);
-            rejected.push(`scan at 0x${gpa.toString(16)}: ${reason(e)}`);
-          }
+          pos += len;
+          continue;
         }
       }
-      pos += len;
+      const rlen = Math.min(len, blockBytes);
+      const b = buf ?? Buffer.allocUnsafeSlow(blockBytes);
+      await readSkippingHoles(source, pos, b, rlen);
+      scanned += rlen;
+      for (let page = 0; page < rlen; page += PAGE) {
+        for (const off of CANDIDATE_OFFSETS) {
+          const at = page + off;
+          if (b[at] !== n0 || at + NEEDLE.length > rlen || b.compare(NEEDLE, 0, NEEDLE.length, at, at + NEEDLE.length) !== 0) continue;
+          if (off !== 0 && b[at - 1] !== 0) continue;
+          const f = consider(pos + at);
+          if (f === 'stop') return undefined;
+          if (f) return { ...f, scannedBytes: scanned };
+        }
+      }
+      pos += rlen;
     }
   }
   return undefined;

@@ -119,6 +119,60 @@ describe('finding VMCOREINFO', () => {
     expect(found.info.text).toBe(k.info.text);
   });
 
+  it('a source that looks at pages in place (findInPages) yields the same candidates in the same order, reading no page whole', async () => {
+    type Mem = ReturnType<typeof buildSyntheticKernel>['mem'];
+    const inPlace = (mem: Mem) => {
+      const stats = { readBytes: 0, finds: 0 };
+      const src = Object.create(mem) as Mem & { findInPages: NonNullable<import('@vicover/core').MemorySource['findInPages']> };
+      src.read = async (g: number, b: Uint8Array, o: number, l: number) => {
+        stats.readBytes += l;
+        return mem.read(g, b, o, l);
+      };
+      src.findInPages = async (start, end, needle, offs, max) => {
+        stats.finds++;
+        const pg = Buffer.alloc(4096);
+        const hits: number[] = [];
+        for (let a = start; a < end; a += 4096) {
+          mem.readSync(a, pg, 0, 4096);
+          for (const o of offs) {
+            if (!Buffer.from(needle).equals(pg.subarray(o, o + needle.length))) continue;
+            if (hits.length === max) return { hits, truncated: true };
+            hits.push(a + o);
+          }
+        }
+        return { hits, truncated: false };
+      };
+      return { src, stats };
+    };
+    // A decoy of another kernel low in RAM, and the first real copy made unreadable as text.
+    const k = buildSyntheticKernel({ ramBytes: 64 * MiB });
+    const other = buildSyntheticKernel({ ramBytes: 256 * MiB, kernelOffset: 0x6000000n, osrelease: '5.10.0-decoy' });
+    k.mem.write(0x100000, Buffer.from(other.info.text + '\0', 'latin1'));
+    const validate = (i: Vmcoreinfo) => checkVmcoreinfoAgainstMemory(k.mem, i);
+    const plain = await findVmcoreinfo(k.mem, { validate });
+    const { src, stats } = inPlace(k.mem);
+    const fast = await findVmcoreinfo(src, { validate });
+    expect(fast.gpa).toBe(plain.gpa);
+    expect(fast.rejected).toEqual(plain.rejected);
+    expect(fast.info.text).toBe(k.info.text);
+    expect(stats.finds).toBeGreaterThan(0);
+    expect(stats.readBytes).toBe(0);
+    // inPlace: false reads as before.
+    const { src: src2, stats: stats2 } = inPlace(k.mem);
+    expect((await findVmcoreinfo(src2, { validate, inPlace: false })).gpa).toBe(plain.gpa);
+    expect(stats2.finds).toBe(0);
+    // More hits than candidates left (needles not preceded by NUL, which are no candidates): that
+    // block is read the ordinary way, with the same outcome.
+    const k2 = buildSyntheticKernel({ ramBytes: 64 * MiB });
+    for (let i = 0; i < 80; i++) k2.mem.write(0x200000 + i * 4096 + 23, Buffer.from('xOSRELEASE=junk', 'latin1'));
+    const plain2 = await findVmcoreinfo(k2.mem);
+    const { src: src3, stats: stats3 } = inPlace(k2.mem);
+    const fast2 = await findVmcoreinfo(src3);
+    expect(fast2.gpa).toBe(plain2.gpa);
+    expect(fast2.info.text).toBe(k2.info.text);
+    expect(stats3.readBytes).toBeGreaterThan(0);
+  });
+
   it('a given VMCOREINFO that does not fit the memory is refused', async () => {
     const k = buildSyntheticKernel({ ramBytes: 64 * MiB });
     const other = buildSyntheticKernel({ ramBytes: 256 * MiB, kernelOffset: 0x6000000n });

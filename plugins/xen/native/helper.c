@@ -18,6 +18,10 @@
  *                           Xen's own L4 slots are cleared) the way the migration stream does it,
  *                           so the dump reads like any x86-64 kdump. Mapping is batched
  *                           (xenforeignmemory_map), never one page at a time.
+ *   find PFN COUNT HEX OFFS MAX
+ *                           guest-physical addresses where the bytes HEX start at one of the page
+ *                           offsets OFFS (e.g. 0,24) in COUNT pages from PFN, looked at in place
+ *                           (mapped in batches, not copied or sent): a fast scan for a marker
  *   regs                    vCPU registers (PV: vcpu context; PVH/HVM: the HVM CPU save record)
  *   release PFN COUNT       XENMEM_decrease_reservation on the populated frames of the range,
  *                           with the domain's page count and Xen's free memory before and after
@@ -445,6 +449,73 @@ static void cmd_read(uint64_t pfn, unsigned count, unsigned flags) {
   out_all(rbuf, (size_t)count * PAGE);
 }
 
+/* find PFN COUNT HEX OFFS MAX: where the bytes HEX (hex, 1..32 bytes) start at one of the page
+ * offsets OFFS (comma-separated, at most 8) of the COUNT pages from PFN — looked at where they are
+ * mapped, never copied or sent (a scan for a marker such as VMCOREINFO's). Holes and released pages
+ * are skipped. Answers the guest-physical addresses in order, at most MAX (≤ 1024) of them, and
+ * whether there were more. */
+#define MAX_FIND_PAGES 65536U
+#define MAX_FIND_HITS 1024U
+static void cmd_find(const char *line) {
+  char cmd[16], hex[80], offs[128];
+  unsigned long long pfn = 0, count = 0, max = 0;
+  if (sscanf(line, "%15s %llu %llu %79s %127s %llu", cmd, &pfn, &count, hex, offs, &max) != 6)
+    return err("EINVAL", "usage: find PFN COUNT HEX OFFS MAX");
+  if (!D.open) return err("EINVAL", "no domain is open");
+  if (count == 0 || count > MAX_FIND_PAGES) return err("EINVAL", "count must be 1..%u", MAX_FIND_PAGES);
+  if (max == 0 || max > MAX_FIND_HITS) return err("EINVAL", "max must be 1..%u", MAX_FIND_HITS);
+  size_t hl = strlen(hex), nl = hl / 2;
+  uint8_t needle[32];
+  if (hl % 2 || nl == 0 || nl > sizeof needle) return err("EINVAL", "the needle must be 1..32 bytes in hex");
+  for (size_t i = 0; i < nl; i++) {
+    unsigned v;
+    if (sscanf(hex + 2 * i, "%2x", &v) != 1) return err("EINVAL", "bad hex in the needle");
+    needle[i] = (uint8_t)v;
+  }
+  unsigned off[8], no = 0;
+  for (char *s = offs, *e; *s && no < 8; s = *e ? e + 1 : e) {
+    unsigned long o = strtoul(s, &e, 10);
+    if (e == s || o + nl > PAGE) return err("EINVAL", "bad page offset list %s", offs);
+    off[no++] = (unsigned)o;
+  }
+  if (no == 0) return err("EINVAL", "no page offsets");
+  static xen_pfn_t frames[MAP_BATCH];
+  static uint64_t pfns[MAP_BATCH];
+  static uint64_t hits[MAX_FIND_HITS];
+  static int errs[MAP_BATCH];
+  unsigned nh = 0;
+  int more = 0;
+  long pages = 0, unmapped = 0;
+  uint64_t p = pfn, end = pfn + count;
+  while (p < end && !more) {
+    unsigned k = 0;
+    for (; p < end && k < MAP_BATCH; p++) {
+      if (p >= D.nr_pfns || !D.populated[p] || D.released[p]) continue;
+      frames[k] = D.translated ? p : D.p2m[p];
+      pfns[k++] = p;
+    }
+    if (!k) continue;
+    uint8_t *m = xenforeignmemory_map(fmem, D.domid, PROT_READ, k, frames, errs);
+    if (!m) return err(errname(errno), "xenforeignmemory_map of %u frames failed: %s", k, strerror(errno));
+    for (unsigned i = 0; i < k && !more; i++) {
+      if (errs[i]) { unmapped++; continue; }
+      const uint8_t *pg = m + (size_t)i * PAGE;
+      pages++;
+      for (unsigned j = 0; j < no; j++) {
+        if (pg[off[j]] != needle[0] || memcmp(pg + off[j], needle, nl)) continue;
+        if (nh == max) { more = 1; break; }
+        hits[nh++] = pfns[i] * PAGE + off[j];
+      }
+    }
+    xenforeignmemory_unmap(fmem, m, k);
+  }
+  jr();
+  jp("{\"pages\":%ld,\"unmapped\":%ld,\"truncated\":%s,\"hits\":[", pages, unmapped, more ? "true" : "false");
+  for (unsigned i = 0; i < nh; i++) jp("%s%" PRIu64, i ? "," : "", hits[i]);
+  jp("]}");
+  ok(0);
+}
+
 /* ── registers ──────────────────────────────────────────────────────────────────────────────── */
 
 #define R(name, v) jp("%s\"%s\":\"0x%" PRIx64 "\"", n++ ? "," : "", name, (uint64_t)(v))
@@ -601,6 +672,7 @@ int main(void) {
     if (!strcmp(cmd, "version")) cmd_version();
     else if (!strcmp(cmd, "open") && n >= 2) cmd_open((uint32_t)a);
     else if (!strcmp(cmd, "read") && n >= 3) cmd_read(a, (unsigned)b, n >= 4 ? (unsigned)c : 0);
+    else if (!strcmp(cmd, "find")) cmd_find(line);
     else if (!strcmp(cmd, "regs")) cmd_regs();
     else if (!strcmp(cmd, "release") && n >= 3) cmd_release(a, (unsigned)b);
     else if (!strcmp(cmd, "stat")) cmd_stat();

@@ -86,6 +86,16 @@ describe('XenBackend with stand-in xl and helper', () => {
     await mem.read(100 * PAGE, buf, 0, buf.length);
     expect(buf.readUInt32LE(PAGE)).toBe(101);
     expect(await b.allocatedBytes(vm)).toBe(2048 * PAGE);
+    // find: the helper looks at pages in place and answers only the hits (pfn 300 and 1800 hold the
+    // marker at page offsets 24 and 0; offset 40 is not asked for).
+    image.write('MARK', 300 * PAGE + 24, 'latin1');
+    image.write('MARK', 1800 * PAGE, 'latin1');
+    image.write('MARK', 900 * PAGE + 40, 'latin1');
+    writeFileSync(process.env.FAKE_RAM!, image);
+    const needle = Buffer.from('MARK', 'latin1');
+    expect(await mem.findInPages!(0, 2048 * PAGE, needle, [0, 24], 8)).toEqual({ hits: [300 * PAGE + 24, 1800 * PAGE], truncated: false });
+    expect(await mem.findInPages!(0, 2048 * PAGE, needle, [0, 24], 1)).toEqual({ hits: [300 * PAGE + 24], truncated: true });
+    await expect(mem.findInPages!(0, 4096 * PAGE, needle, [0], 8)).rejects.toMatchObject({ code: 'VCV_ERR_MEMORY_RANGE' });
 
     const r = await b.release(vm, { start: 0, end: 512 * PAGE });
     expect(r.freedBytes).toBe(512 * PAGE);
