@@ -4,8 +4,8 @@
  * the host memory available now, grown as the crashed VM's memory is handed over.
  *
  *   onCrash [RECOVERY]  mode vicover: start the recovery VM with min(size, budget − crashed RAM still
- *                       allocated) — measured — if that reaches minStartMiB; health-check it in the
- *                       background (the dump is never blocked on it)
+ *                       allocated) — measured — if that reaches minStartMiB; the start and the health
+ *                       check run in the background (the dump is never blocked on either)
  *   onMemoryReclaimed   grow it to min(size, budget − crashed RAM still allocated); start it when it
  *                       has not started yet (coredump-restart and restart-only start here, at the
  *                       final handover, with all memory)
@@ -59,6 +59,8 @@ export const optionsSchema = {
 interface SessionState {
   vm: VmHandle | null;
   starting: Promise<void> | null;
+  /** The start tried at onCrash, running in the background (never rejects). */
+  background: Promise<void> | null;
   memoryBytes: number;
   stopHealth: (() => void) | null;
   lastStartError?: string;
@@ -67,7 +69,7 @@ interface SessionState {
 function stateOf(s: CrashSession): SessionState {
   let st = s.data.get(PLUGIN_NAME) as SessionState | undefined;
   if (!st) {
-    st = { vm: null, starting: null, memoryBytes: 0, stopHealth: null };
+    st = { vm: null, starting: null, background: null, memoryBytes: 0, stopHealth: null };
     s.data.set(PLUGIN_NAME, st);
   }
   return st;
@@ -96,7 +98,12 @@ class SharedFs {
     const hooks = this.core.hooks;
     hooks.onCrash.tapPromise({ name: PLUGIN_NAME, stage: STAGE.RECOVERY }, async (s) => {
       if (s.mode !== 'vicover' || !s.backend) return;
-      await this.tryStart(s, false);
+      // Started in the background: creating a VM can take longer than the dump (a toolstack's
+      // create), and the dump must not wait for it. The next reclaim waits for the start instead.
+      const st = stateOf(s);
+      st.background = this.tryStart(s, false)
+        .catch(() => undefined)
+        .finally(() => (st.background = null));
     });
     hooks.onMemoryReclaimed.tapPromise(PLUGIN_NAME, async (r, s) => this.onReclaim(r, s));
     hooks.shutdown.tapPromise(PLUGIN_NAME, async () => {
@@ -115,7 +122,8 @@ class SharedFs {
   private async onReclaim(r: ReclaimInfo, s: CrashSession): Promise<void> {
     if (!s.backend) return;
     const st = stateOf(s);
-    if (st.starting) await st.starting;
+    if (st.background) await st.background;
+    if (st.starting) await st.starting.catch(() => undefined);
     if (!st.vm) {
       await this.tryStart(s, r.final);
       return;

@@ -29,6 +29,10 @@ interface Rec {
   allocated: number;
   failStarts: number;
   lines: ((l: string) => void)[];
+  /** startVm takes this long (a slow toolstack create). */
+  startDelayMs?: number;
+  /** release() frees nothing until destroy (like Xen PV). */
+  laterRelease?: boolean;
 }
 
 function backend(vm: VmRef, rec: Rec, endpoint: string): Backend {
@@ -47,11 +51,12 @@ function backend(vm: VmRef, rec: Rec, endpoint: string): Backend {
       return memSource(vm.memoryBytes);
     },
     async release(_vm, r: PhysRange) {
+      if (rec.laterRelease) return { freedBytes: 0 };
       const freed = Math.min(rec.allocated, r.end - r.start);
       rec.allocated -= freed;
       return { freedBytes: freed };
     },
-    releasesImmediately: () => true,
+    releasesImmediately: () => !rec.laterRelease,
     async allocatedBytes() {
       return rec.allocated;
     },
@@ -67,6 +72,10 @@ function backend(vm: VmRef, rec: Rec, endpoint: string): Backend {
         rec.failStarts--;
         rec.calls.push('startVm:failed');
         throw new VcvError('VCV_ERR_RECOVERY', 'Failed to get "write" lock');
+      }
+      if (rec.startDelayMs) {
+        rec.calls.push('startVm:called');
+        await new Promise((r) => setTimeout(r, rec.startDelayMs));
       }
       rec.calls.push(`startVm:${o.memoryBytes / MiB}/${o.maxMemoryBytes / MiB}`);
       return { id: 'r', name: o.name };
@@ -104,7 +113,10 @@ function service(readyAfterMs: number): Promise<{ server: http.Server; endpoint:
   return new Promise((r) => server.listen(0, '127.0.0.1', () => r({ server, endpoint: `127.0.0.1:${(server.address() as net.AddressInfo).port}` })));
 }
 
-async function run(mode: 'vicover' | 'coredump-restart' | 'restart-only', o: { sizeMiB: number; allocatedMiB: number; marginMiB: number; failStarts?: number; health?: Record<string, unknown>; minStartMiB?: number; endpoint: string; lineAfterMs?: number }) {
+async function run(
+  mode: 'vicover' | 'coredump-restart' | 'restart-only',
+  o: { sizeMiB: number; allocatedMiB: number; marginMiB: number; failStarts?: number; health?: Record<string, unknown>; minStartMiB?: number; endpoint: string; lineAfterMs?: number; startDelayMs?: number; laterRelease?: boolean },
+) {
   const dir = mkdtempSync(path.join(tmpdir(), 'vcv-sfs-'));
   tmpDirs.push(dir);
   const { config, plugins } = await loadConfig({
@@ -119,7 +131,7 @@ async function run(mode: 'vicover' | 'coredump-restart' | 'restart-only', o: { s
   const core = new Vicover({ config, logger: silentLogger() });
   for (const p of plugins) await core.use(p);
   const vm: VmRef = { id: 'v', name: 'web', memoryBytes: o.sizeMiB * MiB };
-  const rec: Rec = { calls: [], allocated: o.allocatedMiB * MiB, failStarts: o.failStarts ?? 0, lines: [] };
+  const rec: Rec = { calls: [], allocated: o.allocatedMiB * MiB, failStarts: o.failStarts ?? 0, lines: [], startDelayMs: o.startDelayMs, laterRelease: o.laterRelease };
   const s = new CrashSession({ core, backend: backend(vm, rec, o.endpoint), event: { vm, at: Date.now(), reason: 'test' } });
   if (o.lineAfterMs !== undefined) setTimeout(() => rec.lines.forEach((f) => (f('noise'), f('VICOVER-READY name=web'))), o.lineAfterMs);
   const report = await s.run();
@@ -161,6 +173,19 @@ describe('shared-fs strategy', () => {
     expect(rec.calls[0]).toBe('startVm:120/128');
     expect(report.recovery.startedAtMs!).toBeLessThanOrEqual(report.dump.startedAtMs!);
     expect(report.state).toBe('done');
+  });
+
+  it('vicover with spare memory on a backend that frees only at destroy: the recovery VM is created at the crash without holding up the dump, and grown to full size at destroy', async () => {
+    const svc = await service(0);
+    servers.push(svc.server);
+    // 128 MiB guest, all of it allocated until destroy; a 96 MiB margin lets a 64 MiB recovery VM start at once.
+    const { report, rec } = await run('vicover', { sizeMiB: 128, allocatedMiB: 128, marginMiB: 96, minStartMiB: 64, endpoint: svc.endpoint, startDelayMs: 1500, laterRelease: true });
+    expect(report.state).toBe('done');
+    // Asked for at the crash; the dump did not wait for the (slow) create: it ended, and the crashed
+    // VM was destroyed, before the VM was up; then one grow, to the full size.
+    expect(rec.calls).toEqual(['startVm:called', 'destroy', 'startVm:96/128', 'resize:128']);
+    expect(report.dump.finishedAtMs!).toBeLessThan(report.recovery.startedAtMs!);
+    expect(report.memory.handedOverBytes).toBe(128 * MiB);
   });
 
   it('vicover: a failed start is a warning, retried at the next reclaim; the dump goes on', async () => {
