@@ -53,6 +53,16 @@ export interface MemorySource {
    * read() otherwise. Released pages are never hits.
    */
   findInPages?(start: number, end: number, needle: Uint8Array, pageOffsets: readonly number[], max: number): Promise<{ hits: number[]; truncated: boolean }>;
+  /**
+   * The one local file all page data is read from, when it can be copied from there directly (an image
+   * file, a RAM file): the dump writer may then copy pages inside the kernel instead of reading them.
+   */
+  readonly backingFile?: string;
+  /**
+   * Where [gpa, gpa+length) lies in `backingFile`: (file position, bytes) pieces in address order;
+   * position -1 for bytes that read as zero. Throws VCV_ERR_MEMORY_RANGE like read(). Only with backingFile.
+   */
+  fileExtents?(gpa: number, length: number): [number, number][];
   /** ELF notes the source carries (a vmcore's PT_NOTE: CPU state, guest-OS notes …); empty for raw RAM. */
   readonly notes: readonly ElfNote[];
   /** Release file descriptors. Idempotent. */

@@ -418,8 +418,11 @@ export class CrashSession {
     if (this.settings.format === 'elf') {
       return ElfWriter.create({ ...common, excludeZero: pages.excludeZero }) as unknown as Promise<DumpWriter>;
     }
+    // Pages that go out byte for byte from a plain image file can be copied inside the kernel.
+    const copyFrom = compression === 'none' && !pages.excludeZero && !target && this.memory.backingFile && this.memory.fileExtents && !this.memory.present ? this.memory.backingFile : undefined;
     return KdumpWriter.create({
       ...common,
+      ...(copyFrom ? { copyFrom } : {}),
       compression,
       excludeZero: pages.excludeZero,
       utsname: { ...this.dumpInfo.utsname, machine: 'x86_64' },
@@ -604,8 +607,23 @@ export class CrashSession {
           p.catch(() => undefined);
           return p;
         };
-        let pending: Promise<void> | null = blocks.length ? readAhead(blocks[0]!, bufs[which]!) : null;
-        for (let k = 0; k < blocks.length; k++) {
+        const copier = writer as unknown as { canCopy?: boolean; copyPages?: KdumpWriter['copyPages'] };
+        const extents = mem.fileExtents?.bind(mem);
+        const copying = copier.canCopy === true && extents !== undefined;
+        let pending: Promise<void> | null = blocks.length && !copying ? readAhead(blocks[0]!, bufs[which]!) : null;
+        for (let k = 0; k < blocks.length && copying; k++) {
+          // In-kernel copy from the image file: nothing passes through this process.
+          const blk = blocks[k]!;
+          const r = await copier.copyPages!(blk.start / PAGE_SIZE, blk.end / PAGE_SIZE, extents);
+          await this.bucket.take(r.bytesWritten, this.signal);
+          cw += r.pages;
+          cb += r.bytesWritten;
+          pagesWritten += r.pages;
+          bytesWritten += r.bytesWritten;
+          this.report.dump.bytesWritten += r.bytesWritten;
+          this.opts.onProgress?.({ pagesWritten, pagesTotal, bytesWritten, handedOverBytes: this.handedOverBytes });
+        }
+        for (let k = 0; k < blocks.length && !copying; k++) {
           const blk = blocks[k]!;
           const len = blk.end - blk.start;
           const cur = bufs[which]!;

@@ -9,7 +9,7 @@
 import type { ElfNote, MemorySource, PhysRange } from '@vicover/core';
 import { ElfCoreReader, KdumpReader, openDump, type DumpReader } from '@vicover/dumpfmt';
 import { VcvError } from '@vicover/errors';
-import { PAGE_SIZE } from './segments.js';
+import { PAGE_SIZE, PositionalFile, SegmentedFileSource, segmentsToRanges, type Segment } from './segments.js';
 
 function checkRead(src: MemorySource, gpa: number, buf: Uint8Array, offset: number, length: number): void {
   if (
@@ -108,7 +108,32 @@ function fromReader(reader: DumpReader, path: string): DumpMemorySource {
 
 /** An ELF vmcore (QEMU's or makedumpfile's). */
 export async function openElfVmcore(path: string): Promise<MemorySource> {
-  return fromReader(await ElfCoreReader.open(path), path);
+  return elfSource(await ElfCoreReader.open(path), path);
+}
+
+/**
+ * A plain ELF vmcore is segments of one file, like a raw RAM file: read it the same way (positional
+ * reads; page data can be copied straight from the file). Overlapping or out-of-file PT_LOADs, which
+ * the segment view refuses, keep the reader's own lookup.
+ */
+function elfSource(reader: ElfCoreReader, path: string): MemorySource {
+  if (!reader.isPlainFile || reader.truncated || reader.loads.length === 0) return fromReader(reader, path);
+  const segments: Segment[] = reader.loads
+    .filter((l) => l.memsz > 0)
+    .map((l) => ({ gpa: Number(l.paddr), memBytes: l.memsz, fileOffset: l.offset, fileBytes: l.filesz }))
+    .sort((a, b) => a.gpa - b.gpa);
+  let file: PositionalFile | undefined;
+  try {
+    if (segments.some((s) => s.gpa % PAGE_SIZE !== 0 || s.memBytes % PAGE_SIZE !== 0)) return fromReader(reader, path);
+    segmentsToRanges(segments, path); // throws on overlaps and impossible values
+    file = PositionalFile.open(path);
+    const src = new SegmentedFileSource(`elf ${path}`, file, segments, reader.notes);
+    reader.close();
+    return src;
+  } catch {
+    void file?.close();
+    return fromReader(reader, path);
+  }
 }
 
 /** A kdump-compressed vmcore (reading an excluded page gives VCV_ERR_PAGE_NOT_DUMPED). */
@@ -123,5 +148,6 @@ export async function openKdump(path: string): Promise<MemorySource> {
 
 /** Any vmcore dumpfmt reads (kdump, flattened kdump, ELF, flattened ELF). */
 export async function openDumpImage(path: string): Promise<MemorySource> {
-  return fromReader(await openDump(path), path);
+  const reader = await openDump(path);
+  return reader instanceof ElfCoreReader ? elfSource(reader, path) : fromReader(reader, path);
 }

@@ -204,6 +204,23 @@ export class SegmentedFileSource implements MemorySource {
     }
   }
 
+  get backingFile(): string {
+    return this.file.path;
+  }
+
+  fileExtents(gpa: number, length: number): [number, number][] {
+    if (!Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0) {
+      throw new VcvError('VCV_ERR_MEMORY_RANGE', `bad extent request gpa=${gpa} length=${length}`, { gpa, length });
+    }
+    const out: [number, number][] = [];
+    this.plan(gpa, 0, length, (pos, _off, len) => {
+      const last = out[out.length - 1];
+      if (last && ((pos < 0 && last[0] < 0) || (pos >= 0 && last[0] >= 0 && last[0] + last[1] === pos))) last[1] += len;
+      else out.push([pos, len]);
+    });
+    return out;
+  }
+
   readSync(gpa: number, buf: Uint8Array, offset: number, length: number): void {
     checkArgs(gpa, buf, offset, length);
     this.plan(gpa, offset, length, (pos, off, len) => {

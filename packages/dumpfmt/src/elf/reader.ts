@@ -246,6 +246,11 @@ export class ElfCoreReader implements DumpReader {
     return plan;
   }
 
+  /** The PT_LOAD offsets are offsets of the file itself (not of a flattened file's logical view). */
+  get isPlainFile(): boolean {
+    return this.src instanceof FileSource;
+  }
+
   readPhys(addr: number | bigint, buf: Uint8Array, off = 0, len = buf.length - off): void {
     for (const p of this.planRead(addr, off, len)) {
       if (p.n > 0 && this.src.readInto(buf, p.o, p.n, p.pos) !== p.n) throw truncated('PT_LOAD data', { file: this.path, offset: p.pos });

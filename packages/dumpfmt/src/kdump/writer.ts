@@ -22,6 +22,7 @@ import { encodeKdumpSubHeader, decodeKdumpSubHeader, KDUMP_SUB_HEADER_SIZE } fro
 import { PAGE_DESC_SIZE, readPageDescOffset, writePageDesc } from './pagedesc.js';
 import { packChunk, ScratchPool, type PackedChunk } from './pack.js';
 import { CompressPool } from './pool.js';
+import { NativeCopier } from '../native-copy.js';
 import { availableParallelism } from 'node:os';
 import type { ChunkResult, WriterSummary } from '../types.js';
 
@@ -80,6 +81,16 @@ export interface KdumpWriterOptions {
    * overwrite allocated blocks and cannot hit ENOSPC on ext4/xfs; costs 24 bytes per dumped page.
    */
   preallocateDescriptors?: boolean;
+  /**
+   * The image file the page data comes from, when callers will use copyPages(): the native helper
+   * (native/copy.c) then copies page runs inside the kernel. Ignored with an injected `fs`.
+   */
+  copyFrom?: string;
+  /**
+   * Use the native helper (default true when it is built): copyPages() with `copyFrom`, and write-back
+   * of written data started as it is written, so the final fdatasync waits for less. Not with `fs`.
+   */
+  nativeCopy?: boolean;
 }
 
 export interface KdumpCheckpoint {
@@ -119,6 +130,8 @@ export class KdumpWriter {
   private checkpoint: KdumpCheckpoint;
   private readonly scratch: ScratchPool;
   private readonly pool: CompressPool | undefined;
+  /** In-kernel copies and early write-back; null on the JavaScript path. */
+  private copier: NativeCopier | null = null;
 
   private constructor(
     readonly path: string,
@@ -236,7 +249,12 @@ export class KdumpWriter {
         dataEnd += PAGE_SIZE;
       }
       await fh.datasync();
-      return new KdumpWriter(opts.path, fh, header, lay, ramBm, dumpBm, opts.compression, opts.excludeZero, dataEnd, undefined, opts.workers);
+      const w = new KdumpWriter(opts.path, fh, header, lay, ramBm, dumpBm, opts.compression, opts.excludeZero, dataEnd, undefined, opts.workers);
+      const fd = (fh as { fd?: unknown }).fd;
+      if (!opts.fs && opts.nativeCopy !== false && typeof fd === 'number') {
+        w.copier = NativeCopier.open({ outFd: fd, outPath: opts.path, ...(opts.copyFrom ? { inputPath: opts.copyFrom } : {}) });
+      }
+      return w;
     } catch (e) {
       // A half laid-out file holds no pages yet: remove it rather than leave a broken dump behind.
       await fh.close().catch(() => undefined);
@@ -435,12 +453,100 @@ export class KdumpWriter {
         throw await this.failedWrite(e, 'page data', base);
       }
       this.dataEnd = base + p.dataBytes;
+      this.copier?.writeback(base, p.dataBytes);
     }
     const desc = p.scratch.desc.subarray(0, p.pages * PAGE_DESC_SIZE);
     for (let k = 0; k < p.pages; k++) {
       const rel = p.rel[k]!;
       writePageDesc(desc, k * PAGE_DESC_SIZE, rel < 0 ? L.zeroPageOffset : base + rel, p.size[k]!, p.flags[k]!);
     }
+    return this.commitDescriptors(desc, runs, firstIdx, p.pages, p.zeroPages, p.dataBytes, (k) => p.rel[k]! < 0);
+  }
+
+  /** True when copyPages() can be used: uncompressed, zero pages kept, and the native helper copying from `copyFrom`. */
+  get canCopy(): boolean {
+    return this.copier?.hasInput === true && !this.compressor && !this.excludeZero && this.state_ === 'open';
+  }
+
+  /**
+   * Like writePages(), but the data of the dumpable pfns in [startPfn, endPfn) is copied by the kernel
+   * from the `copyFrom` file: `extents(gpa, length)` says where guest-physical bytes lie in it, as
+   * (file position, bytes) pieces in order, position -1 for bytes that read as zero. Only when canCopy.
+   */
+  copyPages(startPfn: number, endPfn: number, extents: (gpa: number, length: number) => readonly (readonly [number, number])[]): Promise<ChunkResult> {
+    if (this.state_ !== 'open') return Promise.reject(this.closedError('copyPages'));
+    if (!this.canCopy) return Promise.reject(new VcvError('VCV_ERR_WRITER_STATE', 'copyPages() needs the native helper with an input file, no compression and zero pages kept', { file: this.path }));
+    if (!Number.isInteger(startPfn) || !Number.isInteger(endPfn) || startPfn < 0 || endPfn < startPfn || endPfn > this.layout.maxPfn) {
+      return Promise.reject(new VcvError('VCV_ERR_WRITER_OPTIONS', `bad pfn range [${startPfn}, ${endPfn}) (maxPfn ${this.layout.maxPfn})`, { file: this.path }));
+    }
+    const ps = this.layout.pageSize;
+    const runs: number[] = [];
+    let nPages = 0;
+    this.dump.forEachRun(startPfn, endPfn, (s, e) => {
+      runs.push(s, e);
+      nPages += e - s;
+    });
+    if (nPages === 0) return this.queue.run(async () => ({ pages: 0, zeroPages: 0, bytesWritten: 0 }));
+    const firstIdx = this.rank.rank(runs[0]!);
+    // Where each run's bytes come from, resolved now (in call order) so a bad range fails the call.
+    const pieces: number[] = [];
+    try {
+      for (let r = 0; r < runs.length; r += 2) {
+        const want = (runs[r + 1]! - runs[r]!) * ps;
+        let got = 0;
+        for (const [pos, len] of extents(runs[r]! * ps, want)) {
+          pieces.push(pos, len);
+          got += len;
+        }
+        if (got !== want) throw new VcvError('VCV_ERR_INTERNAL', `extents cover ${got} of ${want} bytes at pfn ${runs[r]}`);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.queue.run(async () => {
+      const base = this.dataEnd;
+      const copier = this.copier!;
+      const jobs: Promise<number>[] = [];
+      let at = base;
+      for (let i = 0; i < pieces.length; i += 2) {
+        const pos = pieces[i]!;
+        const len = pieces[i + 1]!;
+        if (pos >= 0) jobs.push(copier.copy(pos, at, len));
+        at += len;
+      }
+      const dataBytes = nPages * ps;
+      try {
+        await Promise.all(jobs);
+        // Zero-filled bytes at the very end are not written: the file must still reach them.
+        if ((await this.fh.stat()).size < base + dataBytes) await this.fh.truncate(base + dataBytes);
+      } catch (e) {
+        throw await this.failedWrite(e, 'page data', base);
+      }
+      this.dataEnd = base + dataBytes;
+      const desc = this.scratchDesc(nPages);
+      for (let k = 0; k < nPages; k++) writePageDesc(desc, k * PAGE_DESC_SIZE, base + k * ps, ps, 0);
+      return this.commitDescriptors(desc, runs, firstIdx, nPages, 0, dataBytes, () => false);
+    });
+  }
+
+  private descBuf: Buffer | undefined;
+  private scratchDesc(pages: number): Buffer {
+    const need = pages * PAGE_DESC_SIZE;
+    if (!this.descBuf || this.descBuf.length < need) this.descBuf = Buffer.allocUnsafe(need);
+    return this.descBuf.subarray(0, need);
+  }
+
+  /** Write the descriptors of a chunk whose data is in place, and account for its pages. */
+  private async commitDescriptors(
+    desc: Buffer,
+    runs: number[],
+    firstIdx: number,
+    pages: number,
+    zeroPages: number,
+    dataBytes: number,
+    isZero: (k: number) => boolean,
+  ): Promise<ChunkResult> {
+    const L = this.layout;
     const descPos = L.descOffset + firstIdx * PAGE_DESC_SIZE;
     try {
       await writeAll(this.fh, desc, descPos);
@@ -451,21 +557,21 @@ export class KdumpWriter {
       throw await this.failedWrite(e, 'page descriptors', descPos);
     }
     // Book-keeping: count only pfns not written before.
-    let newPages = p.pages;
-    let newZeros = p.zeroPages;
+    let newPages = pages;
+    let newZeros = zeroPages;
     const before = this.countWritten(runs);
     if (before > 0) {
       newPages -= before;
       let k = 0;
       newZeros = 0;
       for (let r = 0; r < runs.length; r += 2) {
-        for (let pfn = runs[r]!; pfn < runs[r + 1]!; pfn++, k++) if (p.rel[k]! < 0 && !this.written.get(pfn)) newZeros++;
+        for (let pfn = runs[r]!; pfn < runs[r + 1]!; pfn++, k++) if (isZero(k) && !this.written.get(pfn)) newZeros++;
       }
     }
     for (let r = 0; r < runs.length; r += 2) this.written.setRange(runs[r]!, runs[r + 1]!);
     this.pagesWritten += newPages;
     this.zeroPages += newZeros;
-    return { pages: p.pages, zeroPages: p.zeroPages, bytesWritten: p.dataBytes + desc.length };
+    return { pages, zeroPages, bytesWritten: dataBytes + desc.length };
   }
 
   private countWritten(runs: number[]): number {
@@ -554,6 +660,7 @@ export class KdumpWriter {
       return await this.close(complete);
     } catch (e) {
       await this.pool?.close().catch(() => undefined);
+      await this.copier?.close().catch(() => undefined);
       await this.fh.close().catch(() => undefined);
       this.state_ = 'closed';
       throw wrapError(e, 'VCV_ERR_IO', `finishing ${this.path} failed`, { file: this.path });
@@ -568,6 +675,7 @@ export class KdumpWriter {
     await this.fh.sync().catch(() => undefined);
     const s = await this.close(false).catch(async () => {
       await this.pool?.close().catch(() => undefined);
+      await this.copier?.close().catch(() => undefined);
       return undefined;
     });
     return { ...(s ?? this.summary(false, 0)), abortReason: reason };
@@ -575,6 +683,7 @@ export class KdumpWriter {
 
   private async close(complete: boolean): Promise<WriterSummary> {
     await this.pool?.close();
+    await this.copier?.close();
     const size = (await this.fh.stat()).size;
     await this.fh.close();
     this.state_ = 'closed';

@@ -1,0 +1,194 @@
+/*
+ * vicover-copy: in-kernel page copies for the dump writers.
+ *
+ * Node.js 20 cannot call copy_file_range(2) with offsets, nor sync_file_range(2). The kdump writer
+ * spawns this helper with the input image on fd 3 (or nothing, for write-back hints only) and the
+ * dump file on fd 4, and sends fixed-size requests on stdin; one reply per request on stdout, in
+ * order.
+ *
+ *   request  (32 bytes, little endian): u32 op, u32 flags, u64 a, u64 b, u64 c
+ *     op 1 COPY       a = input offset, b = output offset, c = length.
+ *                     Holes of the input (SEEK_DATA/SEEK_HOLE) and bytes past its end are not
+ *                     written: they stay holes of the output, which reads back as the same zeros;
+ *                     the output is extended to b + c if it ends inside the range.
+ *                     flags & 1: start write-back of [b, b + c) afterwards (sync_file_range WRITE).
+ *     op 2 WRITEBACK  a = output offset, b = length: start write-back, do not wait.
+ *     op 3 DATASYNC   fdatasync(fd 4).
+ *   reply    (16 bytes): i64 status (0, or -errno), u64 bytes of data copied (holes excluded)
+ *
+ * copy_file_range falls back to pread/pwrite when the kernel or file systems refuse it (EXDEV,
+ * EINVAL, ENOSYS, EOPNOTSUPP). The helper never reads more than a request asks for and exits on
+ * end of input or on a malformed request.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define IN_FD 3
+#define OUT_FD 4
+#define BUF_BYTES (1 << 20)
+
+static int use_cfr = 1;
+static int holes_ok = 1;
+static char *buf;
+
+static int read_full(int fd, void *p, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)p + got, n - got);
+    if (r == 0) return got == 0 ? 0 : -1;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    got += (size_t)r;
+  }
+  return 1;
+}
+
+static int write_full(int fd, const void *p, size_t n) {
+  size_t put = 0;
+  while (put < n) {
+    ssize_t r = write(fd, (const char *)p + put, n - put);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    put += (size_t)r;
+  }
+  return 0;
+}
+
+/* Copy [in, in+n) to out with pread/pwrite. Returns bytes copied (< n at input EOF) or -errno. */
+static int64_t copy_rw(off_t in, off_t out, uint64_t n) {
+  uint64_t done = 0;
+  if (!buf && !(buf = malloc(BUF_BYTES))) return -ENOMEM;
+  while (done < n) {
+    size_t want = n - done > BUF_BYTES ? BUF_BYTES : (size_t)(n - done);
+    ssize_t r = pread(IN_FD, buf, want, in + (off_t)done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) break;
+    size_t w = 0;
+    while (w < (size_t)r) {
+      ssize_t k = pwrite(OUT_FD, buf + w, (size_t)r - w, out + (off_t)done + (off_t)w);
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        return -errno;
+      }
+      w += (size_t)k;
+    }
+    done += (uint64_t)r;
+  }
+  return (int64_t)done;
+}
+
+/* Copy a data extent. Returns bytes copied or -errno. */
+static int64_t copy_data(off_t in, off_t out, uint64_t n) {
+  uint64_t done = 0;
+  while (done < n && use_cfr) {
+    loff_t ip = in + (off_t)done, op = out + (off_t)done;
+    ssize_t r = copy_file_range(IN_FD, &ip, OUT_FD, &op, (size_t)(n - done), 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EBADF) {
+        use_cfr = 0;
+        break;
+      }
+      return -errno;
+    }
+    if (r == 0) return (int64_t)done; /* input EOF: the rest reads as zero */
+    done += (uint64_t)r;
+  }
+  if (done < n) {
+    int64_t r = copy_rw(in + (off_t)done, out + (off_t)done, n - done);
+    if (r < 0) return r;
+    done += (uint64_t)r;
+  }
+  return (int64_t)done;
+}
+
+static int64_t do_copy(uint64_t in, uint64_t out, uint64_t len, uint64_t *copied) {
+  uint64_t end = in + len;
+  uint64_t pos = in;
+  *copied = 0;
+  while (pos < end) {
+    uint64_t data = pos, hole = end;
+    if (holes_ok) {
+      off_t d = lseek(IN_FD, (off_t)pos, SEEK_DATA);
+      if (d < 0) {
+        if (errno == ENXIO) break; /* only a hole (or EOF) from pos on */
+        holes_ok = 0;              /* no SEEK_DATA support: copy everything */
+      } else {
+        data = (uint64_t)d;
+        if (data >= end) break;
+        off_t h = lseek(IN_FD, (off_t)data, SEEK_HOLE);
+        if (h >= 0 && (uint64_t)h < end) hole = (uint64_t)h;
+      }
+    }
+    int64_t r = copy_data((off_t)data, (off_t)(out + (data - in)), hole - data);
+    if (r < 0) return r;
+    *copied += (uint64_t)r;
+    if ((uint64_t)r < hole - data) break; /* input EOF */
+    pos = hole;
+  }
+  struct stat st;
+  if (fstat(OUT_FD, &st) < 0) return -errno;
+  if ((uint64_t)st.st_size < out + len && ftruncate(OUT_FD, (off_t)(out + len)) < 0) return -errno;
+  return 0;
+}
+
+int main(void) {
+  if (fcntl(OUT_FD, F_GETFD) < 0) {
+    fprintf(stderr, "vicover-copy: no output file on fd %d\n", OUT_FD);
+    return 2;
+  }
+  int have_in = fcntl(IN_FD, F_GETFD) >= 0;
+  unsigned char req[32];
+  for (;;) {
+    int r = read_full(0, req, sizeof req);
+    if (r == 0) return 0;
+    if (r < 0) {
+      fprintf(stderr, "vicover-copy: truncated request\n");
+      return 2;
+    }
+    uint32_t op, flags;
+    uint64_t a, b, c;
+    memcpy(&op, req, 4);
+    memcpy(&flags, req + 4, 4);
+    memcpy(&a, req + 8, 8);
+    memcpy(&b, req + 16, 8);
+    memcpy(&c, req + 24, 8);
+    int64_t status = 0;
+    uint64_t copied = 0;
+    const uint64_t LIM = (uint64_t)1 << 62;
+    if (op == 1) {
+      if (!have_in) status = -EBADF;
+      else if (a >= LIM || b >= LIM || c >= LIM) status = -EINVAL;
+      else {
+        status = do_copy(a, b, c, &copied);
+        if (status == 0 && (flags & 1) && c > 0) sync_file_range(OUT_FD, (off_t)b, (off_t)c, SYNC_FILE_RANGE_WRITE);
+      }
+    } else if (op == 2) {
+      if (a >= LIM || b >= LIM) status = -EINVAL;
+      else if (b > 0 && sync_file_range(OUT_FD, (off_t)a, (off_t)b, SYNC_FILE_RANGE_WRITE) < 0) status = -errno;
+    } else if (op == 3) {
+      if (fdatasync(OUT_FD) < 0) status = -errno;
+    } else {
+      fprintf(stderr, "vicover-copy: unknown request %u\n", op);
+      return 2;
+    }
+    unsigned char rep[16];
+    memcpy(rep, &status, 8);
+    memcpy(rep + 8, &copied, 8);
+    if (write_full(1, rep, sizeof rep) < 0) return 0; /* the writer is gone */
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The native copy helper (native/copy.c → native/build/vicover-copy): page data copied from an image
+ * file into a dump inside the kernel (copy_file_range, input holes kept as holes), and write-back of
+ * written ranges started early (sync_file_range), neither of which Node.js 20 can call.
+ *
+ * Optional by design: when the helper is not built (no C compiler at install time), cannot start, or
+ * VICOVER_NATIVE_COPY=0 is set, `NativeCopier.open()` returns null and the writers keep their
+ * JavaScript path (pread into a buffer, write it out), which produces the same bytes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { VcvError, wrapError } from '@vicover/errors';
+
+const OP_COPY = 1;
+const OP_WRITEBACK = 2;
+const OP_DATASYNC = 3;
+const REQ = 32;
+const REP = 16;
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]));
+
+/** The helper binary, or null when it was not built. */
+export function nativeCopyHelper(): string | null {
+  if (process.env.VICOVER_NATIVE_COPY === '0') return null;
+  const p = process.env.VICOVER_NATIVE_COPY_BIN || fileURLToPath(new URL('../native/build/vicover-copy', import.meta.url));
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+    return p;
+  } catch {
+    return null;
+  }
+}
+
+interface Pending {
+  resolve: (copied: number) => void;
+  reject: (e: Error) => void;
+  what: string;
+}
+
+export class NativeCopier {
+  private readonly pending: Pending[] = [];
+  private partial = Buffer.alloc(0);
+  private dead: Error | null = null;
+  private stderr = '';
+  private closed = false;
+  /** The last request's reply (replies come in request order). */
+  private last: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly outPath: string,
+    /** An input file was given: copy() can be used. */
+    readonly hasInput: boolean,
+  ) {
+    child.stdout!.on('data', (d: Buffer) => this.onData(d));
+    child.stderr!.on('data', (d: Buffer) => {
+      if (this.stderr.length < 4096) this.stderr += d.toString();
+    });
+    child.on('error', (e) => this.die(e));
+    child.on('exit', (code, sig) => {
+      if (!this.closed || this.pending.length) this.die(new Error(`vicover-copy exited (${sig ?? code})${this.stderr ? `: ${this.stderr.trim()}` : ''}`));
+    });
+    child.stdin!.on('error', (e) => this.die(e));
+  }
+
+  /**
+   * Start a helper writing into `outFd` (the dump file, kept open by the caller) and, when given,
+   * reading from `inputPath`. Null when the helper is not available.
+   */
+  static open(opts: { outFd: number; outPath: string; inputPath?: string }): NativeCopier | null {
+    const bin = nativeCopyHelper();
+    if (!bin) return null;
+    let inFd: number | null = null;
+    try {
+      if (opts.inputPath) inFd = fs.openSync(opts.inputPath, 'r');
+      const child = spawn(bin, [], { stdio: ['pipe', 'pipe', 'pipe', inFd ?? 'ignore', opts.outFd] });
+      return new NativeCopier(child, opts.outPath, inFd !== null);
+    } catch {
+      return null;
+    } finally {
+      if (inFd !== null) fs.closeSync(inFd); // the child holds its own copy
+    }
+  }
+
+  private onData(d: Buffer): void {
+    let buf = this.partial.length ? Buffer.concat([this.partial, d]) : d;
+    while (buf.length >= REP) {
+      const status = Number(buf.readBigInt64LE(0));
+      const copied = Number(buf.readBigUInt64LE(8));
+      buf = buf.subarray(REP);
+      const p = this.pending.shift();
+      if (!p) continue;
+      if (status === 0) p.resolve(copied);
+      else {
+        const name = ERRNO_NAMES.get(-status) ?? `errno ${-status}`;
+        const err = Object.assign(new Error(`${name}: ${p.what} of ${this.outPath} failed`), { code: name, errno: status });
+        p.reject(wrapError(err, 'VCV_ERR_IO', `${p.what} of ${this.outPath} failed (${name})`, { file: this.outPath }));
+      }
+    }
+    this.partial = Buffer.from(buf);
+  }
+
+  private die(e: Error): void {
+    if (this.dead) return;
+    this.dead = wrapError(e, 'VCV_ERR_IO', `the native copy helper failed: ${e.message}`, { file: this.outPath });
+    for (const p of this.pending.splice(0)) p.reject(this.dead);
+  }
+
+  private request(op: number, flags: number, a: number, b: number, c: number, what: string): Promise<number> {
+    if (this.dead) return Promise.reject(this.dead);
+    if (this.closed) return Promise.reject(new VcvError('VCV_ERR_INTERNAL', 'native copy helper used after close'));
+    const req = Buffer.alloc(REQ);
+    req.writeUInt32LE(op, 0);
+    req.writeUInt32LE(flags, 4);
+    req.writeBigUInt64LE(BigInt(a), 8);
+    req.writeBigUInt64LE(BigInt(b), 16);
+    req.writeBigUInt64LE(BigInt(c), 24);
+    const p = new Promise<number>((resolve, reject) => {
+      this.pending.push({ resolve, reject, what });
+      this.child.stdin!.write(req);
+    });
+    this.last = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Copy `len` bytes of the input at `inPos` to the output at `outPos`; resolves with the data bytes (holes excluded). */
+  copy(inPos: number, outPos: number, len: number, writeback = true): Promise<number> {
+    return this.request(OP_COPY, writeback ? 1 : 0, inPos, outPos, len, 'copying page data');
+  }
+
+  /** Start write-back of [pos, pos+len) of the output; does not wait for the disk. Errors surface at the next fdatasync. */
+  writeback(pos: number, len: number): void {
+    if (this.dead || this.closed || len <= 0) return;
+    this.request(OP_WRITEBACK, 0, pos, len, 0, 'write-back').catch(() => undefined);
+  }
+
+  /** fdatasync of the output, in order after every earlier request. */
+  async datasync(): Promise<void> {
+    await this.request(OP_DATASYNC, 0, 0, 0, 0, 'fdatasync');
+  }
+
+  /** Let the pending requests finish and stop the helper. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.last;
+    this.closed = true;
+    const exited = new Promise<void>((resolve) => {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) resolve();
+      else this.child.once('exit', () => resolve());
+    });
+    this.child.stdin!.end();
+    await exited;
+  }
+}
