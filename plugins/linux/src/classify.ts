@@ -24,9 +24,10 @@
  *
  * Zero pages (level bit 1) are found by content at write time; `countZeroPages` counts them for reports.
  *
- * The hot loop reads the struct page array in large blocks (MiBs; one or a few reads per section,
- * since vmemmap is mapped with 2 MiB pages) and decodes with an Int32Array view: no per-page
- * allocation, await or BigInt.
+ * Reading follows the decode (`classifyPages`): the struct pages of skipped tails (free buddy blocks,
+ * excluded compound pages) are not read beyond the window being decoded; windows shrink to one
+ * 4 KiB probe per free block in free memory and grow to `blockBytes` (with read-ahead) in memory in
+ * use. The hot loop decodes a window with an Int32Array view: no per-page allocation, await or BigInt.
  */
 import { VcvError } from '@vicover/errors';
 import type { PhysRange } from '@vicover/core';
@@ -86,7 +87,9 @@ export interface ClassifyResult {
   readonly ramPages: number;
   /** RAM pages that have a struct page (inside a present section). */
   readonly coveredPages: number;
+  /** Struct pages the decode examined (pages not skipped as the tail of an excluded block). */
   readonly structPagesRead: number;
+  /** Bytes of struct pages read (the examined ones, plus what the read windows held around them). */
   readonly bytesRead: number;
   readonly sections: number;
   readonly refcountZero: RefcountZeroStats;
@@ -99,9 +102,9 @@ export interface ClassifyOptions {
   readonly dumpLevel?: number;
   /** Free-page rule: `buddy` (default, makedumpfile's) or the research prototype's `refcount-zero`. */
   readonly rule?: FreeRule;
-  /** Bytes of struct pages per read (default 4 MiB; rounded to whole 512-page groups). */
+  /** Largest read of struct pages, in bytes (default 4 MiB, at most a section; rounded to whole 512-page groups). */
   readonly blockBytes?: number;
-  /** Block reads kept in flight (default 4). */
+  /** Reads kept in flight in memory in use, the one being decoded included (default 4; 1: no read-ahead). */
   readonly readAhead?: number;
   readonly signal?: AbortSignal;
 }
@@ -314,13 +317,14 @@ function classifyRun(
   let badBuddy = 0;
   let badCompound = 0;
 
+  let examined = 0;
   let pfn = from > skipUntil ? from : skipUntil;
-  if (to > pfn) st[S_READ]! += to - pfn;
   for (; pfn < to; pfn++) {
     if (pfn < skipUntil) {
       pfn = skipUntil - 1;
       continue;
     }
+    examined++;
     const i = pfn - blockPfn;
     const b = i * W;
     const fLo = words[b + fF]!;
@@ -417,6 +421,7 @@ function classifyRun(
     else cOff += n;
   }
   st[S_SKIP_UNTIL] = skipUntil;
+  st[S_READ]! += examined;
   st[S_CACHE]! += cCache;
   st[S_PRIV]! += cPriv;
   st[S_USER]! += cUser;
@@ -670,9 +675,52 @@ function aborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new VcvError('VCV_ERR_ABORTED', 'page classification was cancelled', {});
 }
 
+/** Smallest read window, in struct pages (4 KiB of 64-byte struct pages): where free blocks follow each other. */
+export const MIN_WINDOW_PAGES = 64;
+/** Windows up to this many struct pages (64 KiB) are read synchronously: no thread-pool round trip per probe. */
+export const SYNC_WINDOW_PAGES = 1024;
+/** After this many synchronous windows in a row, let the event loop run (a long free region is all probes). */
+const SYNC_WINDOWS_PER_TURN = 256;
+
+/** A block's struct pages as physical runs; `at[i]` is the byte offset of `runs[i]` in the block. */
+interface BlockRuns {
+  readonly runs: readonly { pa: number; length: number }[];
+  readonly at: readonly number[];
+}
+
+/** A read buffer with whole-buffer views (the hot loop indexes them from the window's first pfn). */
+interface WindowBuffer {
+  readonly words: Int32Array;
+  readonly bytes: Uint8Array;
+}
+
+/** A window of struct pages being read or read: pfns [pfn, end) of block `k` into `buf`. */
+interface Window {
+  k: number;
+  pfn: number;
+  end: number;
+  buf: WindowBuffer;
+  done: Promise<void> | undefined;
+}
+
 /**
- * Classify all RAM pages below maxPfn. Reads each section's struct pages in blocks (double-buffered:
- * the next block is read while the current one is decoded).
+ * Classify all RAM pages below maxPfn.
+ *
+ * Reading follows the decode: struct pages the decode will skip — the tails of a free buddy block or
+ * of an excluded compound page, beyond the window being decoded — are not read. The struct pages are
+ * read in windows that start where the decode goes next and adapt to what the decode did with the
+ * last one: a window mostly skipped (free memory: one head per 2^order pages) makes the next one
+ * smaller, down to MIN_WINDOW_PAGES (one small synchronous read per free block); a window mostly
+ * decoded (memory in use) makes the next one larger, up to `blockBytes`, and at full size up to
+ * `readAhead` windows are read ahead while one is decoded. When the decode jumps past the window, the
+ * next read starts at the jump target (read-ahead windows the jump passed are dropped: awaited, their
+ * contents ignored). Cost: O(struct pages examined + free blocks and excluded compound pages), plus
+ * what the window sizing over-reads where free and used memory alternate (at most the window size,
+ * and the read-ahead, per change).
+ *
+ * Windows never cross a block (`blockBytes` of one section); a window that ends inside a 512-page
+ * group decodes up to its last struct page but one, so a compound head always has its first tail
+ * page in the buffer exactly when makedumpfile's PGMM_CACHED window would (see the header).
  */
 export async function classifyPages(
   kmem: KernelMemory,
@@ -687,12 +735,13 @@ export async function classifyPages(
   const level = opts.dumpLevel ?? 31;
   const rule = opts.rule ?? 'buddy';
   const c = new Classifier(layout, maxPfn, level, rule);
+  const size = layout.size;
   const ram = ramPfnIntervals(ranges);
   const ramPages = ram.reduce((n, [s, e]) => n + (Math.min(e, maxPfn) - Math.min(s, maxPfn)), 0);
-  const blockBytes = Math.max(PGMM_CACHED * layout.size, Math.min(opts.blockBytes ?? 4 * 1024 * 1024, 256 * 1024 * 1024));
-  const blockPages = Math.floor(blockBytes / layout.size / PGMM_CACHED) * PGMM_CACHED;
+  const blockBytes = Math.max(PGMM_CACHED * size, Math.min(opts.blockBytes ?? 4 * 1024 * 1024, 256 * 1024 * 1024));
+  const blockPages = Math.floor(blockBytes / size / PGMM_CACHED) * PGMM_CACHED;
 
-  // The blocks to read: pieces of present sections that intersect RAM, in pfn order.
+  // The blocks: pieces of present sections that intersect RAM, in pfn order (a window never crosses one).
   interface Block {
     section: MemSection;
     pfn: number;
@@ -718,53 +767,222 @@ export async function classifyPages(
     }
   }
 
-  // Up to `depth` block reads in flight (the thread pool overlaps them, and a cold page cache or a
-  // busy CPU costs latency, not throughput); blocks are decoded in pfn order as they arrive.
-  const depth = Math.max(1, Math.min(opts.readAhead ?? 4, blocks.length));
-  const bufs = Array.from({ length: depth }, () => new ArrayBuffer(blockPages * layout.size));
+  const wMax = blocks.reduce((m, b) => Math.max(m, b.n), 1);
+  const wMin = Math.min(wMax, MIN_WINDOW_PAGES);
+  const syncMax = Math.min(wMax, SYNC_WINDOW_PAGES);
+  const depth = Math.max(1, Math.min(opts.readAhead ?? 4, 64));
   let bytesRead = 0;
-  const readBlock = async (blk: Block, buf: ArrayBuffer): Promise<void> => {
-    const va = (blk.section.base + BigInt(blk.pfn) * BigInt(layout.size)) & 0xffffffffffffffffn;
-    const len = blk.n * layout.size;
+
+  const cannotRead = (blk: Block, va: bigint, e: unknown): unknown => {
+    if (e instanceof VcvError && (e.code === 'VCV_ERR_TRANSLATION' || e.code === 'VCV_ERR_MEMORY_RANGE')) {
+      return new VcvError(
+        'VCV_ERR_INTROSPECTION',
+        `the struct pages of pfns ${hex(blk.pfn)}…${hex(blk.pfn + blk.n)} (section ${blk.section.nr}, at ${hex(va)}) cannot be read: ${e.message}`,
+        { section: blk.section.nr, va: hex(va), cause: e.code },
+        { cause: e },
+      );
+    }
+    return e;
+  };
+  // Each block's struct pages are translated once, when the decode first needs one of them.
+  const runsCache: (BlockRuns | undefined)[] = new Array(blocks.length);
+  const runsOf = (k: number): BlockRuns => {
+    let r = runsCache[k];
+    if (r) return r;
+    const blk = blocks[k]!;
+    const va = (blk.section.base + BigInt(blk.pfn) * BigInt(size)) & 0xffffffffffffffffn;
     try {
-      await kmem.read(va, new Uint8Array(buf, 0, len), 0, len);
-    } catch (e) {
-      if (e instanceof VcvError && (e.code === 'VCV_ERR_TRANSLATION' || e.code === 'VCV_ERR_MEMORY_RANGE')) {
-        throw new VcvError(
-          'VCV_ERR_INTROSPECTION',
-          `the struct pages of pfns ${hex(blk.pfn)}…${hex(blk.pfn + blk.n)} (section ${blk.section.nr}, at ${hex(va)}) cannot be read: ${e.message}`,
-          { section: blk.section.nr, va: hex(va), cause: e.code },
-          { cause: e },
-        );
+      const runs = kmem.paging.translateRange(va, blk.n * size);
+      const at: number[] = [];
+      let o = 0;
+      for (const run of runs) {
+        at.push(o);
+        o += run.length;
       }
-      throw e;
+      r = { runs, at };
+    } catch (e) {
+      throw cannotRead(blk, va, e);
+    }
+    runsCache[k] = r;
+    return r;
+  };
+  /** The physical pieces of bytes [off, off + len) of block k's struct pages. */
+  const pieces = (k: number, off: number, len: number, each: (pa: number, bufOff: number, n: number) => void): void => {
+    const { runs, at } = runsOf(k);
+    let lo = 0;
+    let hi = runs.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (at[mid]! <= off) lo = mid;
+      else hi = mid - 1;
+    }
+    let done = 0;
+    for (let i = lo; done < len && i < runs.length; i++) {
+      const run = runs[i]!;
+      const from = off + done - at[i]!;
+      const n = Math.min(len - done, run.length - from);
+      each(run.pa + from, done, n);
+      done += n;
+    }
+  };
+  const vaOf = (k: number, pfn: number): bigint => (blocks[k]!.section.base + BigInt(pfn) * BigInt(size)) & 0xffffffffffffffffn;
+  const readSync = (w: Window): void => {
+    const blk = blocks[w.k]!;
+    const len = (w.end - w.pfn) * size;
+    const off = (w.pfn - blk.pfn) * size;
+    try {
+      const { runs } = runsOf(w.k);
+      if (runs.length === 1) kmem.source.readSync(runs[0]!.pa + off, w.buf.bytes, 0, len);
+      else pieces(w.k, off, len, (pa, o, n) => kmem.source.readSync(pa, w.buf.bytes, o, n));
+    } catch (e) {
+      throw cannotRead(blk, vaOf(w.k, w.pfn), e);
+    }
+    bytesRead += len;
+  };
+  const readAsync = async (w: Window): Promise<void> => {
+    const blk = blocks[w.k]!;
+    const len = (w.end - w.pfn) * size;
+    try {
+      const parts: [number, number, number][] = [];
+      pieces(w.k, (w.pfn - blk.pfn) * size, len, (pa, o, n) => parts.push([pa, o, n]));
+      for (const [pa, o, n] of parts) await kmem.source.read(pa, w.buf.bytes, o, n);
+    } catch (e) {
+      throw cannotRead(blk, vaOf(w.k, w.pfn), e);
     }
     bytesRead += len;
   };
 
-  const inFlight: (Promise<void> | undefined)[] = new Array(depth);
-  const start = (k: number): void => {
-    if (k >= blocks.length) return;
-    const p = readBlock(blocks[k]!, bufs[k % depth]!);
-    // A rejection is observed when its block's turn comes; keep it from being "unhandled" meanwhile.
-    p.catch(() => undefined);
-    inFlight[k % depth] = p;
+  // Buffers: one for synchronous windows, up to `depth` for windows read asynchronously (the one
+  // being decoded and the read-ahead), allocated when first needed.
+  const newBuffer = (pages: number): WindowBuffer => {
+    const ab = new ArrayBuffer(pages * size);
+    return { words: new Int32Array(ab), bytes: new Uint8Array(ab) };
   };
-  for (let k = 0; k < depth; k++) start(k);
+  let syncBuf: WindowBuffer | undefined;
+  let syncWin: Window | undefined;
+  const free: WindowBuffer[] = [];
+  let allocated = 0;
+  const takeBuffer = (): WindowBuffer => {
+    const b = free.pop();
+    if (b) return b;
+    if (allocated >= depth + 1) throw new VcvError('VCV_ERR_INTERNAL', 'classifier: no free read buffer', {});
+    allocated++;
+    return newBuffer(wMax);
+  };
+
+  /** The end of a window of about `w` pages from pfn p in block k: 512-aligned when ≥ 1024 pages. */
+  const windowEnd = (k: number, p: number, w: number): number => {
+    const blk = blocks[k]!;
+    const end = blk.pfn + blk.n;
+    const q = p + w;
+    if (q >= end) return end;
+    if (w >= 2 * PGMM_CACHED) return q - (q % PGMM_CACHED);
+    return q;
+  };
+  /** Where a window's decode stops: at its end, or one short when the next struct page is a tail it may need. */
+  const decodeEnd = (w: Window): number => {
+    const blk = blocks[w.k]!;
+    return w.end === blk.pfn + blk.n || w.end % PGMM_CACHED === 0 ? w.end : w.end - 1;
+  };
+
+  const queue: Window[] = []; // read-ahead, in pfn order
+  const drop = async (w: Window): Promise<void> => {
+    // A dropped read may still be writing into its buffer: reuse the buffer only once it has settled.
+    if (w.done) await w.done.catch(() => undefined);
+    free.push(w.buf);
+  };
+
+  let W = Math.min(wMax, 4 * wMin);
+  let syncRun = 0;
+  let k = 0;
+  let next = blocks.length ? blocks[0]!.ram[0]![0] : 0;
   try {
-    for (let k = 0; k < blocks.length; k++) {
+    for (;;) {
       aborted(opts.signal);
-      await inFlight[k % depth];
+      // Where the decode goes next: the first RAM pfn of a block at or after max(next, skipUntil).
+      const t = Math.max(next, c.skipUntil);
+      let p = -1;
+      for (; k < blocks.length; k++) {
+        for (const [a, z] of blocks[k]!.ram) {
+          if (z > t) {
+            p = Math.max(a, t);
+            break;
+          }
+        }
+        if (p >= 0) break;
+        runsCache[k] = undefined;
+      }
+      if (p < 0) break;
       const blk = blocks[k]!;
-      const buf = bufs[k % depth]!;
-      const words = new Int32Array(buf, 0, (blk.n * layout.size) / 4);
-      const bytes = new Uint8Array(buf, 0, blk.n * layout.size);
-      for (const [a, z] of blk.ram) c.classifyBlock(words, bytes, blk.pfn, blk.n, a, z);
-      start(k + depth); // reuses this buffer: its block is decoded
+
+      // A read-ahead window that holds p, or a new window at p (read-ahead the jump passed is dropped).
+      while (queue.length > 0 && (queue[0]!.k < k || (queue[0]!.k === k && decodeEnd(queue[0]!) <= p))) await drop(queue.shift()!);
+      let win: Window;
+      if (queue.length > 0 && queue[0]!.k === k && queue[0]!.pfn <= p) {
+        win = queue.shift()!;
+        syncRun = 0;
+        await win.done;
+      } else {
+        while (queue.length > 0) await drop(queue.shift()!);
+        const end = windowEnd(k, p, W);
+        if (end - p <= syncMax) {
+          syncBuf ??= newBuffer(syncMax);
+          win = syncWin ??= { k, pfn: p, end, buf: syncBuf, done: undefined };
+          win.k = k;
+          win.pfn = p;
+          win.end = end;
+          if (++syncRun >= SYNC_WINDOWS_PER_TURN) {
+            syncRun = 0;
+            await new Promise((r) => setImmediate(r));
+          }
+          readSync(win);
+        } else {
+          win = { k, pfn: p, end, buf: takeBuffer(), done: undefined };
+          syncRun = 0;
+          await readAsync(win);
+        }
+      }
+
+      // Dense memory at full window size: keep up to `depth` windows in flight behind this one.
+      if (W === wMax && win.buf !== syncBuf) {
+        let last = queue.length > 0 ? queue[queue.length - 1]! : win;
+        while (queue.length < depth - 1 && (free.length > 0 || allocated < depth + 1)) {
+          let nk = last.k;
+          let np = decodeEnd(last);
+          if (np >= blocks[nk]!.pfn + blocks[nk]!.n) {
+            nk++;
+            if (nk >= blocks.length) break;
+            np = blocks[nk]!.ram[0]![0];
+          }
+          const w: Window = { k: nk, pfn: np, end: windowEnd(nk, np, wMax), buf: takeBuffer(), done: undefined };
+          w.done = readAsync(w);
+          w.done.catch(() => undefined); // observed when its turn comes, or dropped
+          queue.push(w);
+          last = w;
+        }
+      }
+
+      // Decode [p, decodeEnd) of the window, RAM pieces only.
+      const stop = decodeEnd(win);
+      const before = c.structPagesRead;
+      for (const [a, z] of blk.ram) {
+        const from = Math.max(a, p);
+        const to = Math.min(z, stop);
+        if (to > from) c.classifyBlock(win.buf.words, win.buf.bytes, win.pfn, win.end - win.pfn, from, to);
+      }
+      if (win.buf !== syncBuf) free.push(win.buf);
+      next = stop;
+
+      // Size the next window by what this one was: mostly decoded → larger (twice: never more than
+      // what was decoded to get here), mostly skipped or ending in a jump past it → smaller.
+      const examined = c.structPagesRead - before;
+      const span = stop - p;
+      if (c.skipUntil > stop || examined * 4 < span) W = Math.max(wMin, W >> 3);
+      else if (examined * 2 >= span) W = Math.min(wMax, W * 2);
     }
   } finally {
     // Never leave reads writing into buffers after we return (or throw).
-    await Promise.allSettled(inFlight.filter((p): p is Promise<void> => p !== undefined));
+    await Promise.allSettled(queue.map((w) => w.done));
   }
 
   const counts = c.counts;
