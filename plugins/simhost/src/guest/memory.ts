@@ -174,6 +174,8 @@ export class SimGuestMemory implements MemorySource {
         if (x === pieceStart && pieceEnd === pieceStart + this.pbStructBytes) {
           buf.set(tpl, o);
           if (kind === Kind.USER_THP) t.patchThp(asBuffer(buf), o, pb * PB_PAGES);
+        } else if (kind !== Kind.USER_THP) {
+          buf.set(tpl.subarray(x - pieceStart, pieceEnd - pieceStart), o);
         } else {
           const s = (this.scratch ??= Buffer.alloc(this.pbStructBytes));
           tpl.copy(s);
