@@ -204,6 +204,8 @@ async function runVicover() {
   log('daemon ready');
   const sampler = startSampler(S.sampleMs ?? 1000);
   const recName = `${DOM}-rec`;
+  // A console log left by an earlier attempt would hold a ready line from another boot.
+  await fsp.rm(CONSOLE(recName), { force: true });
   const sysrqAt = await crash(dom.domid);
   // The recovery domain's ready line, as an outside observer sees it (its console log).
   const ready = waitLine(CONSOLE(recName), /VICOVER-READY/, { timeoutMs: 900_000 }).then((r) => {
