@@ -610,28 +610,7 @@ export class CrashSession {
         const copier = writer as unknown as { canCopy?: boolean; copyPages?: KdumpWriter['copyPages'] };
         const extents = mem.fileExtents?.bind(mem);
         const copying = copier.canCopy === true && extents !== undefined;
-        let pending: Promise<void> | null = blocks.length && !copying ? readAhead(blocks[0]!, bufs[which]!) : null;
-        for (let k = 0; k < blocks.length && copying; k++) {
-          // In-kernel copy from the image file: nothing passes through this process.
-          const blk = blocks[k]!;
-          const r = await copier.copyPages!(blk.start / PAGE_SIZE, blk.end / PAGE_SIZE, extents);
-          await this.bucket.take(r.bytesWritten, this.signal);
-          cw += r.pages;
-          cb += r.bytesWritten;
-          pagesWritten += r.pages;
-          bytesWritten += r.bytesWritten;
-          this.report.dump.bytesWritten += r.bytesWritten;
-          this.opts.onProgress?.({ pagesWritten, pagesTotal, bytesWritten, handedOverBytes: this.handedOverBytes });
-        }
-        for (let k = 0; k < blocks.length && !copying; k++) {
-          const blk = blocks[k]!;
-          const len = blk.end - blk.start;
-          const cur = bufs[which]!;
-          await pending;
-          which ^= 1;
-          const nxt = blocks[k + 1];
-          pending = nxt ? readAhead(nxt, bufs[which]!) : null;
-          const r = await writer.writePages(blk.start / PAGE_SIZE, cur.subarray(0, len));
+        const account = async (r: { pages: number; zeroPages: number; bytesWritten: number }): Promise<void> => {
           // Pace by what reached the disk (compressed, zero pages shared), not by what was read.
           await this.bucket.take(r.bytesWritten, this.signal);
           cw += r.pages;
@@ -641,6 +620,22 @@ export class CrashSession {
           bytesWritten += r.bytesWritten;
           this.report.dump.bytesWritten += r.bytesWritten;
           this.opts.onProgress?.({ pagesWritten, pagesTotal, bytesWritten, handedOverBytes: this.handedOverBytes });
+        };
+        let pending: Promise<void> | null = blocks.length && !copying ? readAhead(blocks[0]!, bufs[which]!) : null;
+        for (let k = 0; k < blocks.length && copying; k++) {
+          // In-kernel copy from the image file: nothing passes through this process.
+          const blk = blocks[k]!;
+          await account(await copier.copyPages!(blk.start / PAGE_SIZE, blk.end / PAGE_SIZE, extents));
+        }
+        for (let k = 0; k < blocks.length && !copying; k++) {
+          const blk = blocks[k]!;
+          const len = blk.end - blk.start;
+          const cur = bufs[which]!;
+          await pending;
+          which ^= 1;
+          const nxt = blocks[k + 1];
+          pending = nxt ? readAhead(nxt, bufs[which]!) : null;
+          await account(await writer.writePages(blk.start / PAGE_SIZE, cur.subarray(0, len)));
         }
         await pending;
         zeroPages += cz;

@@ -408,12 +408,7 @@ export class KdumpWriter {
       );
     }
     // CPU work now, in call order; I/O later, serialized.
-    const runs: number[] = [];
-    let nPages = 0;
-    this.dump.forEachRun(startPfn, endPfn, (s, e) => {
-      runs.push(s, e);
-      nPages += e - s;
-    });
+    const { runs, nPages } = this.dumpableRuns(startPfn, endPfn);
     if (nPages === 0) return this.queue.run(async () => ({ pages: 0, zeroPages: 0, bytesWritten: 0 }));
     const firstIdx = this.rank.rank(runs[0]!);
     let packed: Promise<PackedChunk>;
@@ -480,12 +475,7 @@ export class KdumpWriter {
       return Promise.reject(new VcvError('VCV_ERR_WRITER_OPTIONS', `bad pfn range [${startPfn}, ${endPfn}) (maxPfn ${this.layout.maxPfn})`, { file: this.path }));
     }
     const ps = this.layout.pageSize;
-    const runs: number[] = [];
-    let nPages = 0;
-    this.dump.forEachRun(startPfn, endPfn, (s, e) => {
-      runs.push(s, e);
-      nPages += e - s;
-    });
+    const { runs, nPages } = this.dumpableRuns(startPfn, endPfn);
     if (nPages === 0) return this.queue.run(async () => ({ pages: 0, zeroPages: 0, bytesWritten: 0 }));
     const firstIdx = this.rank.rank(runs[0]!);
     // Where each run's bytes come from, resolved now (in call order) so a bad range fails the call.
@@ -527,6 +517,17 @@ export class KdumpWriter {
       for (let k = 0; k < nPages; k++) writePageDesc(desc, k * PAGE_DESC_SIZE, base + k * ps, ps, 0);
       return this.commitDescriptors(desc, runs, firstIdx, nPages, 0, dataBytes, () => false);
     });
+  }
+
+  /** The dumpable pfns of [startPfn, endPfn) as flat [start, end, start, end, …] runs, and their count. */
+  private dumpableRuns(startPfn: number, endPfn: number): { runs: number[]; nPages: number } {
+    const runs: number[] = [];
+    let nPages = 0;
+    this.dump.forEachRun(startPfn, endPfn, (s, e) => {
+      runs.push(s, e);
+      nPages += e - s;
+    });
+    return { runs, nPages };
   }
 
   private descBuf: Buffer | undefined;
