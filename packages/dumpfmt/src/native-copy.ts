@@ -84,6 +84,11 @@ export class NativeCopier {
     }
   }
 
+  /** Running and not closed: a helper that failed to start is not used (the writer falls back to its JavaScript path). */
+  get usable(): boolean {
+    return this.dead === null && !this.closed;
+  }
+
   private onData(d: Buffer): void {
     let buf = this.partial.length ? Buffer.concat([this.partial, d]) : d;
     while (buf.length >= REP) {

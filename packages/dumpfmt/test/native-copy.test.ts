@@ -112,6 +112,20 @@ describe.skipIf(nativeCopyHelper() === null)('native copy helper', () => {
     await w2.finish();
   });
 
+  it('falls back to the JavaScript path when the helper dies at once', async () => {
+    process.env.VICOVER_NATIVE_COPY_BIN = '/bin/false';
+    let w: KdumpWriter;
+    try {
+      w = await create(join(dir, 'dead-helper.kdump'), { copyFrom: input });
+    } finally {
+      delete process.env.VICOVER_NATIVE_COPY_BIN;
+    }
+    for (let i = 0; i < 50 && w.canCopy; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(w.canCopy).toBe(false);
+    for (let s = 0; s < MAXPFN; s += 512) await w.writePages(s, expected.subarray(s * PS, Math.min(MAXPFN, s + 512) * PS));
+    expect((await w.finish()).complete).toBe(true);
+  });
+
   it('reports a failed copy as a coded error naming the file', async () => {
     const out = join(dir, 'ro.out');
     writeFileSync(out, '');

@@ -460,7 +460,7 @@ export class KdumpWriter {
 
   /** True when copyPages() can be used: uncompressed, zero pages kept, and the native helper copying from `copyFrom`. */
   get canCopy(): boolean {
-    return this.copier?.hasInput === true && !this.compressor && !this.excludeZero && this.state_ === 'open';
+    return this.copier?.hasInput === true && this.copier.usable && !this.compressor && !this.excludeZero && this.state_ === 'open';
   }
 
   /**
