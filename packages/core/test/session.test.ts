@@ -234,6 +234,19 @@ async function runSession(
   return { report, rec, mem, session, dumpDir };
 }
 
+
+/** The dump is complete and holds exactly the pages the test filter selects (all but the even pfns from 4096 on), equal to the source. */
+async function expectDumpHoldsSelected(file: string, mem: Buffer): Promise<void> {
+  const r = await KdumpReader.open(file);
+  expect(r.incomplete).toBe(false);
+  for (let pfn = 0; pfn < 8192; pfn++) {
+    const selected = !(pfn >= 4096 && pfn % 2 === 0);
+    expect(r.isDumpable(pfn)).toBe(selected);
+    if (selected) expect(r.readPage(pfn).equals(mem.subarray(pfn * PAGE, (pfn + 1) * PAGE))).toBe(true);
+  }
+  r.close();
+}
+
 describe('crash session', () => {
   it('vicover mode: dumps cheapest chunks first, releases each only after it is durable, hands everything over', async () => {
     const { report, rec, mem, session } = await runSession('vicover');
@@ -261,14 +274,7 @@ describe('crash session', () => {
     expect(report.pages.dumped + ex.free + ex.zero).toBe(report.pages.total);
     expect(ex.zero).toBeGreaterThan(0);
     // The dump holds exactly the source pages that were selected.
-    const r = await KdumpReader.open(session.dumpPath!);
-    expect(r.incomplete).toBe(false);
-    for (let pfn = 0; pfn < 8192; pfn++) {
-      const selected = !(pfn >= 4096 && pfn % 2 === 0);
-      expect(r.isDumpable(pfn)).toBe(selected);
-      if (selected) expect(r.readPage(pfn).equals(mem.subarray(pfn * PAGE, (pfn + 1) * PAGE))).toBe(true);
-    }
-    r.close();
+    await expectDumpHoldsSelected(session.dumpPath!, mem);
     // Files are private.
     expect(statSync(session.dumpPath!).mode & 0o777).toBe(0o600);
     expect(statSync(session.directory!).mode & 0o777).toBe(0o700);
@@ -317,14 +323,7 @@ describe('crash session', () => {
     expect(report.timeline.handover).toHaveLength(1);
     expect(report.memory.handedOverBytes).toBe(32 * MiB);
     expect(report.timeline.events.some((e) => e.event === 'dump-durable')).toBe(true);
-    const r = await KdumpReader.open(session.dumpPath!);
-    expect(r.incomplete).toBe(false);
-    for (let pfn = 0; pfn < 8192; pfn++) {
-      const selected = !(pfn >= 4096 && pfn % 2 === 0);
-      expect(r.isDumpable(pfn)).toBe(selected);
-      if (selected) expect(r.readPage(pfn).equals(mem.subarray(pfn * PAGE, (pfn + 1) * PAGE))).toBe(true);
-    }
-    r.close();
+    await expectDumpHoldsSelected(session.dumpPath!, mem);
   });
 
   it('a one-fsync dump stopped before its fsync is resumed from the start of the dump: nothing was journaled durable or released', async () => {
