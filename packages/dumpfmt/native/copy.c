@@ -9,8 +9,8 @@
  *   request  (32 bytes, little endian): u32 op, u32 flags, u64 a, u64 b, u64 c
  *     op 1 COPY       a = input offset, b = output offset, c = length.
  *                     Holes of the input (SEEK_DATA/SEEK_HOLE) and bytes past its end are not
- *                     written: they stay holes of the output, which reads back as the same zeros;
- *                     the output is extended to b + c if it ends inside the range.
+ *                     written: they stay holes of the output, which reads back as the same zeros
+ *                     (the writer extends the file once it knows where its data ends).
  *                     flags & 1: start write-back of [b, b + c) afterwards (sync_file_range WRITE).
  *     op 2 WRITEBACK  a = output offset, b = length: start write-back, do not wait.
  *     op 3 DATASYNC   fdatasync(fd 4).
@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define IN_FD 3
@@ -140,9 +139,6 @@ static int64_t do_copy(uint64_t in, uint64_t out, uint64_t len, uint64_t *copied
     if ((uint64_t)r < hole - data) break; /* input EOF */
     pos = hole;
   }
-  struct stat st;
-  if (fstat(OUT_FD, &st) < 0) return -errno;
-  if ((uint64_t)st.st_size < out + len && ftruncate(OUT_FD, (off_t)(out + len)) < 0) return -errno;
   return 0;
 }
 
