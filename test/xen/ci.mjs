@@ -32,6 +32,6 @@ if (process.getuid?.() !== 0) {
   args = ['-n', '-E', cmd, ...args];
   cmd = 'sudo';
 }
-const r = spawnSync(cmd, args, { stdio: 'inherit', timeout: 50 * 60_000, killSignal: 'SIGTERM' });
+const r = spawnSync(cmd, args, { stdio: 'inherit', timeout: 60 * 60_000, killSignal: 'SIGTERM' });
 if (r.error) console.log(`test:xen: ${r.error.message}`);
 process.exit(r.status ?? 1);

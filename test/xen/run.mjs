@@ -153,7 +153,12 @@ async function main() {
         log(`scenario ${name} …`);
         const t = Date.now();
         const { optional, ...spec } = s;
-        const job = await e.run(`node /opt/vicover/test/xen/scenario.mjs '${JSON.stringify({ ...spec, name })}'`, { name, timeoutMs: 3_600_000, check: false }).catch((err) => ({ rc: -1, out: String(err) }));
+        const job = await e.run(`node /opt/vicover/test/xen/scenario.mjs '${JSON.stringify({ ...spec, name })}'`, { name, timeoutMs: 1_200_000, check: false }).catch((err) => ({ rc: -1, out: String(err) }));
+        if (job.rc === -1 && e.alive()) {
+          // The job is still running in dom0: a retry beside it would share its domains.
+          log(`scenario ${name}: the job did not end; stopping this nested Xen before anything else runs`);
+          await e.stop({ keep: true });
+        }
         const file = path.join(e.share, 'results', name, 'result.json');
         r = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : { ok: false, error: `no result (rc ${job.rc}): ${job.out.slice(-1500)}` };
         r.dir = path.join(e.share, 'results', name);

@@ -103,7 +103,10 @@ interface RecoveryState {
   readonly id: string;
   readonly name: string;
   readonly vm: string;
-  readonly domid: number;
+  /** Changes when the toolstack restarts the domain (on_reboot=restart: a reboot or a triple fault in boot). */
+  domid: number;
+  /** How often the toolstack restarted it under a new domid. */
+  restarts: number;
   readonly cfgFile: string;
   readonly consoleLog: string;
   readonly maxMemKiB: number;
@@ -272,6 +275,8 @@ export class XenBackend implements Backend {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = null;
     this.ctx = null;
+    // The helpers of crashed domains a failed session left behind (their pipes keep a process alive).
+    for (const s of this.doms.values()) await this.closeHelpers(s);
   }
 
   private scheduleCheck(): void {
@@ -558,6 +563,7 @@ export class XenBackend implements Backend {
       name: opts.name,
       vm: def.vm,
       domid,
+      restarts: 0,
       cfgFile,
       consoleLog,
       maxMemKiB,
@@ -579,11 +585,15 @@ export class XenBackend implements Backend {
     const disk = r.disks.find((d) => d.backend === 'qdisk');
     if (!disk) return;
     let pid: number | null = null;
+    const domid = r.domid;
     for (let i = 0; i < 50 && pid === null; i++) {
-      pid = await qdiskPid(r.domid);
-      if (pid === null) await new Promise((res) => setTimeout(res, 100));
+      pid = await qdiskPid(domid);
+      if (pid !== null) break;
+      // A domain restarted by the toolstack in the meantime has a QEMU of its own (followed later).
+      if (i % 10 === 9 && (await this.xl.find(domid).catch(() => null))?.name !== r.id) break;
+      await new Promise((res) => setTimeout(res, 100));
     }
-    if (pid === null) throw new VcvError('VCV_ERR_BACKEND', `xen: no dom0 QEMU serves the qdisk of domain ${r.domid}`, { domid: r.domid });
+    if (pid === null) throw new VcvError('VCV_ERR_BACKEND', `xen: no dom0 QEMU serves the qdisk of domain ${domid}`, { domid });
     r.device = await blockDeviceOf(disk.target);
     r.cgroup = await this.cgroups.adopt(r.id, pid);
     log.info({ pid, cgroup: r.cgroup, device: r.device }, 'xen: qdisk backend in its own cgroup (io.max / io.stat)');
@@ -599,12 +609,53 @@ export class XenBackend implements Backend {
     return Math.min(maxMemKiB, Math.floor((bytes / 1024 - overheadKiB) / stepKiB) * stepKiB);
   }
 
+  /**
+   * Follow a recovery domain that the toolstack restarted: a domain that reboots — or triple-faults
+   * early in boot, as PVH guests under nested TCG sometimes do — is destroyed and created again by
+   * libxl under the same name and a new domid, with the memory of its configuration. Resolves with
+   * the current domid (the same one when nothing happened); throws when no domain has the name.
+   */
+  private async follow(r: RecoveryState): Promise<number> {
+    const d = await this.xl.find(r.id);
+    if (!d) throw new VcvError('VCV_ERR_RECOVERY', `xen: the recovery domain ${r.id} (domid ${r.domid}) is gone`, { vm: r.id, domid: r.domid });
+    if (d.id === r.domid) return d.id;
+    const was = r.domid;
+    r.domid = d.id;
+    r.restarts++;
+    this.log.warn({ vm: r.id, was, domid: d.id, restarts: r.restarts }, `xen: the toolstack restarted the recovery domain ${r.id} as domid ${d.id} (it rebooted or faulted in boot); following it`);
+    // The restart took the memory of the configuration: the handed-over target again.
+    await this.xl.memSet(d.id, r.memoryKiB);
+    if (r.cgroup) await this.cgroups.remove(r.cgroup);
+    r.cgroup = null;
+    await this.adoptQdisk(r, this.log.child({ vm: r.id })).catch((e) => this.log.warn({ err: e }, 'xen: the qdisk backend cannot be measured or limited'));
+    await this.writeJson(this.recoveryFile(r.id), r).catch(() => undefined);
+    return d.id;
+  }
+
+  /** Run an xl call on the recovery domain; when it fails because the domid is gone, follow a restart and retry once. */
+  private async onRecovery<T>(r: RecoveryState, call: (domid: number) => Promise<T>): Promise<T> {
+    const domid = r.domid;
+    try {
+      return await call(domid);
+    } catch (e) {
+      const now = await this.follow(r).catch(() => domid);
+      if (now === domid) throw e;
+      return call(now);
+    }
+  }
+
   async resizeVm(h: VmHandle, memoryBytes: number): Promise<void> {
     const r = this.rec(h);
     const kib = this.sizeKiB(memoryBytes, r.maxMemKiB, r.overheadKiB);
     if (kib === r.memoryKiB) return;
-    await this.xl.memSet(r.domid, kib);
-    r.memoryKiB = kib;
+    const before = r.memoryKiB;
+    r.memoryKiB = kib; // a restart followed inside sets this target
+    try {
+      await this.onRecovery(r, (domid) => this.xl.memSet(domid, kib));
+    } catch (e) {
+      r.memoryKiB = before;
+      throw e;
+    }
     await this.writeJson(this.recoveryFile(r.id), r).catch(() => undefined);
   }
 
@@ -636,14 +687,16 @@ export class XenBackend implements Backend {
       const j = await helper.request<{ nrPages: number }>(`dominfo ${r.domid}`).catch(() => null);
       if (j) return j.json.nrPages * PAGE_SIZE;
     }
-    const d = await this.xl.find(r.domid);
+    // By name: a domain restarted by the toolstack has a new domid.
+    const d = await this.xl.find(r.id);
+    if (d && d.id !== r.domid) await this.follow(r).catch(() => undefined);
     return d ? d.memMiB * MiB : 0;
   }
 
   async stopVm(h: VmHandle): Promise<void> {
     const r = this.rec(h);
-    const d = await this.xl.find(r.domid).catch(() => null);
-    if (d && d.name === r.id) await this.xl.destroy(r.domid);
+    const d = await this.xl.find(r.id).catch(() => null);
+    if (d) await this.xl.destroy(d.id);
     if (r.cgroup) await this.cgroups.remove(r.cgroup);
     await fsp.rm(this.recoveryFile(r.id), { force: true });
     this.recoveries.delete(r.id);

@@ -113,8 +113,21 @@ describe('XenBackend with stand-in xl and helper', () => {
     expect(rec.cfgText).toMatch(/^maxmem = 8$/m);
     expect(rec.cfgText).toMatch(/^cmdline = ".*vicover\.stamp=1 tsc_early_khz=2096038"$/m);
     expect(rec.cfgText).not.toMatch(/vicover\.load/);
+    await b.resizeVm(h, 6 * 1024 * 1024);
+    expect(xlState().calls).toContainEqual(['mem-set', String(rec.id), '6144k']);
+    // The toolstack restarts the recovery domain (a reboot, or a triple fault in boot): same name,
+    // new domid, the memory of its configuration. The backend follows it and sets the target again.
+    const st = JSON.parse(readFileSync(stateFile, 'utf8'));
+    const again = st.domains.find((d: { name: string }) => d.name === 'web-pvh-recovery');
+    again.id = st.nextId++;
+    again.memMiB = 4;
+    writeFileSync(stateFile, JSON.stringify(st));
+    expect(again.id).not.toBe(rec.id);
     await b.resizeVm(h, 8 * 1024 * 1024);
-    expect(xlState().calls).toContainEqual(['mem-set', String(rec.id), '8192k']);
+    const tail = xlState().calls.slice(-4);
+    expect(tail).toContainEqual(['mem-set', String(rec.id), '8192k']); // failed: that domid is gone
+    expect(tail.at(-1)).toEqual(['mem-set', String(again.id), '8192k']);
+    expect(b.domidOf(h)).toBe(again.id);
     expect(await b.vmAllocatedBytes(h)).toBe(24576 * PAGE);
     expect(await b.vmIoStats(h)).toEqual({ readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 });
 
