@@ -116,6 +116,28 @@ async function bootDomain(onCrash) {
   return { domid, token, cfg, disk };
 }
 
+/** Wait for a domain named `name`, then shut it down with reason reboot (test/xen/native/xen-shutdown). */
+async function rebootWhenCreated(name) {
+  const end = Date.now() + 600_000;
+  while (Date.now() < end) {
+    const { out } = await sh(`xl domid ${name} 2>/dev/null`, { check: false });
+    const domid = Number(out.trim());
+    if (domid > 0) {
+      const r = await sh(`${path.join(PROJECT, 'test/xen/native/build/xen-shutdown')} ${domid} reboot`, { check: false });
+      mark('recovery-rebooted', { domid });
+      log(`recovery domain ${name} (domid ${domid}) shut down with reason reboot (rc ${r.rc})`);
+      for (let i = 0; i < 600; i++) {
+        const now = Number((await sh(`xl domid ${name} 2>/dev/null`, { check: false })).out.trim());
+        if (now > 0 && now !== domid) return { domid, newDomid: now, rc: r.rc, err: r.err.trim() };
+        await sleep(100);
+      }
+      return { domid, newDomid: null, rc: r.rc, err: r.err.trim() };
+    }
+    await sleep(200);
+  }
+  return { domid: null, newDomid: null };
+}
+
 async function crash(domid) {
   mark('sysrq');
   const t = Date.now();
@@ -213,6 +235,10 @@ async function runVicover() {
     return r;
   });
   // Longer than the session's own recovery timeout (600 s), short enough for a retry within CI's budget.
+  // vicover-pvh-reboot: once the recovery domain exists, shut it down with reason reboot — what Xen
+  // does on a triple fault in boot (seen in CI under load) — so the toolstack restarts it under a new
+  // domid while the session still hands memory over to it.
+  const rebooted = S.rebootRecovery ? rebootWhenCreated(recName) : null;
   const end = Date.now() + 720_000;
   while (!exited && Date.now() < end) await sleep(250);
   const r = await ready.catch((e) => ({ error: e.message }));
@@ -248,6 +274,7 @@ async function runVicover() {
     reportDowntimeSeconds: report.serviceDowntimeSeconds,
     reportTotalSeconds: report.totalSeconds,
     dumpBytes: fileSize(path.join(sdir, 'vmcore.kdump')),
+    ...(rebooted ? { rebootedRecovery: await rebooted, recoveryFollowed: readFileSync(daemonLog, 'utf8').includes('restarted the recovery domain') } : {}),
   };
   result.samples = sampler.series;
   // Clean up the recovery domain (the crashed one is destroyed by the daemon).

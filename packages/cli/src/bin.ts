@@ -11,7 +11,7 @@ const GRACE_MS = 10_000;
 function exitWhenDone(code: number): void {
   process.exitCode = code;
   const t = setTimeout(() => {
-    const open = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout');
+    const open = process.getActiveResourcesInfo();
     process.stderr.write(`vicover: still running ${GRACE_MS / 1000} s after the command finished (open: ${open.join(', ') || 'unknown'}); exiting\n`);
     process.exit(code);
   }, GRACE_MS);

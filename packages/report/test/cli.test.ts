@@ -138,10 +138,12 @@ describe('the daemon writes report.html next to report.json', () => {
     expect(existsSync(path.join(d, 'report.html'))).toBe(false);
   });
 
-  it('`vicover daemon --once` with a configured backend plugin', async () => {
-    // A backend plugin file as a third party would write it: an 8 MiB guest that crashes at start.
+  /** A backend plugin file as a third party would write it: an 8 MiB guest that crashes at start. */
+  function crashyDaemon(leak: boolean): { work: string; config: string } {
     const work = mkdtempSync(path.join(tmpdir(), 'vcv-report-daemon-'));
     const core = pathToFileURL(path.join(ROOT, 'packages/core/dist/index.js')).href;
+    // leak: start() spawns a child with pipes that stop() never ends — it would hold the process open.
+    const startLeak = leak ? `(await import('node:child_process')).spawn('sleep', ['30'], { stdio: ['ignore', 'pipe', 'pipe'] });` : '';
     writeFileSync(
       path.join(work, 'crashy.mjs'),
       `import { definePlugin } from ${JSON.stringify(core)};
@@ -152,7 +154,7 @@ const source = { description: 'crashy RAM', ranges: [{ start: 0, end: size }], m
   readSync: (a, d, o, l) => d.set(mem.subarray(a, a + l), o), read: async (a, d, o, l) => d.set(mem.subarray(a, a + l), o), close: async () => {} };
 export default definePlugin({ name: 'crashy', apply(core) { core.registerBackend({
   name: 'crashy', growGranularityBytes: 2 * MiB,
-  async start(ctx) { setTimeout(() => ctx.onCrash({ vm, at: Date.now(), reason: 'crashy crash' }), 50); },
+  async start(ctx) { ${startLeak} setTimeout(() => ctx.onCrash({ vm, at: Date.now(), reason: 'crashy crash' }), 50); },
   async stop() {}, async list() { return [vm]; }, async capture() { return { cpuNotes: [] }; },
   async openMemory() { return source; }, async release(_v, r) { released.push(r); return { freedBytes: r.end - r.start }; },
   releasesImmediately: () => true, async allocatedBytes() { return size; }, async destroy() {}, async definitionOf() { return {}; },
@@ -161,12 +163,26 @@ export default definePlugin({ name: 'crashy', apply(core) { core.registerBackend
 `,
     );
     writeFileSync(path.join(work, 'vicover.config.json'), JSON.stringify({ mode: 'vicover', plugins: ['./crashy.mjs'], dump: { dir: path.join(work, 'dumps') }, sessions: { recoveryTimeoutSec: 1 }, log: { level: 'warn' } }));
-    const r = await vicover(['daemon', '--once', '--config', path.join(work, 'vicover.config.json')], work);
+    return { work, config: path.join(work, 'vicover.config.json') };
+  }
+
+  it('`vicover daemon --once` with a configured backend plugin', async () => {
+    const { work, config } = crashyDaemon(false);
+    const r = await vicover(['daemon', '--once', '--config', config], work);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('still running');
     const [session] = readdirSync(path.join(work, 'dumps'));
     const d = path.join(work, 'dumps', session!);
     expect(readdirSync(d).sort()).toEqual(expect.arrayContaining(['report.html', 'report.json']));
     expect(statSync(path.join(d, 'report.html')).mode & 0o777).toBe(0o600);
     expect(readFileSync(path.join(d, 'report.html'), 'utf8')).toContain('Crash of crashy');
+  });
+
+  it('`vicover daemon --once` exits even when a plugin leaves a child process open, and names it', async () => {
+    const { work, config } = crashyDaemon(true);
+    const r = await vicover(['daemon', '--once', '--config', config], work);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/vicover: still running 10 s after the command finished \(open: .*ProcessWrap.*\); exiting/);
+    expect(readdirSync(path.join(work, 'dumps'))).toHaveLength(1);
   });
 });
