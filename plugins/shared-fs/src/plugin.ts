@@ -7,10 +7,8 @@
  *                       allocated) — measured — if that reaches minStartMiB; the start and the health
  *                       check run in the background (the dump is never blocked on either)
  *   onMemoryReclaimed   grow it to min(size, budget − crashed RAM still allocated); start it when it
- *                       has not started yet — in the background before the final handover (a start
- *                       in flight grows the VM to what was handed over meanwhile once it is up), so
- *                       the dump never waits for a create; coredump-restart and restart-only start
- *                       here, at the final handover, with all memory
+ *                       has not started yet (coredump-restart and restart-only start here, at the
+ *                       final handover, with all memory)
  *   health check passes session.recovered(check) → onRecovered
  *
  * Invariant (the host-memory budget): crashed-VM RAM still allocated + memory the recovery VM may use
@@ -61,7 +59,7 @@ export const optionsSchema = {
 interface SessionState {
   vm: VmHandle | null;
   starting: Promise<void> | null;
-  /** A start running in the background — from onCrash or a reclaim before the final one (never rejects). */
+  /** The start tried at onCrash, running in the background (never rejects). */
   background: Promise<void> | null;
   memoryBytes: number;
   stopHealth: (() => void) | null;
@@ -101,8 +99,11 @@ class SharedFs {
     hooks.onCrash.tapPromise({ name: PLUGIN_NAME, stage: STAGE.RECOVERY }, async (s) => {
       if (s.mode !== 'vicover' || !s.backend) return;
       // Started in the background: creating a VM can take longer than the dump (a toolstack's
-      // create), and the dump must not wait for it.
-      this.startInBackground(s);
+      // create), and the dump must not wait for it. The next reclaim waits for the start instead.
+      const st = stateOf(s);
+      st.background = this.tryStart(s, false)
+        .catch(() => undefined)
+        .finally(() => (st.background = null));
     });
     hooks.onMemoryReclaimed.tapPromise(PLUGIN_NAME, async (r, s) => this.onReclaim(r, s));
     hooks.shutdown.tapPromise(PLUGIN_NAME, async () => {
@@ -118,48 +119,23 @@ class SharedFs {
     return Math.max(0, Math.min(size, s.budget.budgetBytes - crashed));
   }
 
-  /**
-   * Start the recovery VM without holding up the caller; once it is up, grow it to what was handed
-   * over while it was created. Reclaims before the final one leave a start in flight alone.
-   */
-  private startInBackground(s: CrashSession): void {
-    const st = stateOf(s);
-    if (st.background || st.vm) return;
-    st.background = this.tryStart(s, false)
-      .then(() => (st.vm ? this.grow(s, false) : undefined))
-      .catch((e) => s.warn(isVcvError(e) ? e.code : 'VCV_ERR_RECOVERY', `${(e as Error).message} (retried at the next handover)`, PLUGIN_NAME))
-      .finally(() => (st.background = null));
-  }
-
   private async onReclaim(r: ReclaimInfo, s: CrashSession): Promise<void> {
     if (!s.backend) return;
     const st = stateOf(s);
-    if (!r.final) {
-      if (st.background) return; // it grows the VM to the newest size when it is up
-      if (!st.vm) return this.startInBackground(s);
-      return this.grow(s, false);
-    }
     if (st.background) await st.background;
     if (st.starting) await st.starting.catch(() => undefined);
     if (!st.vm) {
-      await this.tryStart(s, true);
+      await this.tryStart(s, r.final);
       return;
     }
-    await this.grow(s, true);
-  }
-
-  /** Grow the recovery VM to what it may have now (never shrinks it). */
-  private async grow(s: CrashSession, final: boolean): Promise<void> {
-    const st = stateOf(s);
-    if (!st.vm || !s.backend) return;
-    const target = await this.available(s, final);
+    const target = await this.available(s, r.final);
     if (target <= st.memoryBytes) return;
     await s.backend.resizeVm(st.vm, target).catch((e) => {
       throw isVcvError(e) ? e : new VcvError('VCV_ERR_RECOVERY', `shared-fs: growing ${st.vm!.name} failed: ${(e as Error).message}`, {}, { cause: e });
     });
     st.memoryBytes = target;
     s.recoveryResized(target);
-    this.log.debug({ vm: s.vm.name, memoryMiB: Math.round(target / MiB), final }, 'recovery VM grown');
+    this.log.debug({ vm: s.vm.name, memoryMiB: Math.round(target / MiB), handedOverMiB: Math.round(r.handedOverBytes / MiB) }, 'recovery VM grown');
   }
 
   private async tryStart(s: CrashSession, final: boolean): Promise<void> {
