@@ -116,26 +116,21 @@ async function bootDomain(onCrash) {
   return { domid, token, cfg, disk };
 }
 
+/** The domid of the domain named `name`, 0 when there is none. */
+const domidOf = async (name) => Number((await sh(`xl domid ${name} 2>/dev/null`, { check: false })).out.trim()) || 0;
+
 /** Wait for a domain named `name`, then shut it down with reason reboot (test/xen/native/xen-shutdown). */
 async function rebootWhenCreated(name) {
-  const end = Date.now() + 600_000;
-  while (Date.now() < end) {
-    const { out } = await sh(`xl domid ${name} 2>/dev/null`, { check: false });
-    const domid = Number(out.trim());
-    if (domid > 0) {
-      const r = await sh(`${path.join(PROJECT, 'test/xen/native/build/xen-shutdown')} ${domid} reboot`, { check: false });
-      mark('recovery-rebooted', { domid });
-      log(`recovery domain ${name} (domid ${domid}) shut down with reason reboot (rc ${r.rc})`);
-      for (let i = 0; i < 600; i++) {
-        const now = Number((await sh(`xl domid ${name} 2>/dev/null`, { check: false })).out.trim());
-        if (now > 0 && now !== domid) return { domid, newDomid: now, rc: r.rc, err: r.err.trim() };
-        await sleep(100);
-      }
-      return { domid, newDomid: null, rc: r.rc, err: r.err.trim() };
-    }
-    await sleep(200);
-  }
-  return { domid: null, newDomid: null };
+  let domid = await domidOf(name);
+  for (const end = Date.now() + 600_000; !domid && Date.now() < end; domid = await domidOf(name)) await sleep(200);
+  if (!domid) return { domid: null, newDomid: null };
+  const r = await sh(`${path.join(PROJECT, 'test/xen/native/build/xen-shutdown')} ${domid} reboot`, { check: false });
+  mark('recovery-rebooted', { domid });
+  log(`recovery domain ${name} (domid ${domid}) shut down with reason reboot (rc ${r.rc})`);
+  const restarted = (id) => id > 0 && id !== domid;
+  let now = await domidOf(name);
+  for (let i = 0; i < 600 && !restarted(now); i++, now = await domidOf(name)) await sleep(100);
+  return { domid, newDomid: restarted(now) ? now : null, rc: r.rc, err: r.err.trim() };
 }
 
 async function crash(domid) {
@@ -234,11 +229,11 @@ async function runVicover() {
     mark('recovery-ready');
     return r;
   });
-  // Longer than the session's own recovery timeout (600 s), short enough for a retry within CI's budget.
   // vicover-pvh-reboot: once the recovery domain exists, shut it down with reason reboot — what Xen
   // does on a triple fault in boot (seen in CI under load) — so the toolstack restarts it under a new
   // domid while the session still hands memory over to it.
   const rebooted = S.rebootRecovery ? rebootWhenCreated(recName) : null;
+  // Longer than the session's own recovery timeout (600 s), short enough for a retry within CI's budget.
   const end = Date.now() + 720_000;
   while (!exited && Date.now() < end) await sleep(250);
   const r = await ready.catch((e) => ({ error: e.message }));
