@@ -38,6 +38,7 @@ import { XenMemorySource, type DomainLayout } from './memory.js';
 import { parseVcpus, vcpuNotes, type HelperVcpu } from './registers.js';
 import { Xl, isCrashed, watchXenstore, type XlDomain } from './xl.js';
 import { q, toXlConfig } from './config.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { editKernelCmdline } from '@vicover/hostutil';
 import { CgroupIo, blkbackStats, blockDeviceOf, qdiskPid, vdevId } from './io.js';
 import { followFile } from '@vicover/hostutil';
@@ -591,7 +592,7 @@ export class XenBackend implements Backend {
       if (pid !== null) break;
       // A domain restarted by the toolstack in the meantime has a QEMU of its own (followed later).
       if (i % 10 === 9 && (await this.xl.find(domid).catch(() => null))?.name !== r.id) break;
-      await new Promise((res) => setTimeout(res, 100));
+      await sleep(100);
     }
     if (pid === null) throw new VcvError('VCV_ERR_BACKEND', `xen: no dom0 QEMU serves the qdisk of domain ${domid}`, { domid });
     r.device = await blockDeviceOf(disk.target);
@@ -613,10 +614,15 @@ export class XenBackend implements Backend {
    * Follow a recovery domain that the toolstack restarted: a domain that reboots — or triple-faults
    * early in boot, as PVH guests under nested TCG sometimes do — is destroyed and created again by
    * libxl under the same name and a new domid, with the memory of its configuration. Resolves with
-   * the current domid (the same one when nothing happened); throws when no domain has the name.
+   * the current domid (the same one when nothing happened); throws when no domain has had the name
+   * for as long as a create may take.
    */
-  private async follow(r: RecoveryState): Promise<number> {
-    const d = await this.xl.find(r.id);
+  private async follow(r: RecoveryState, listed?: XlDomain | null): Promise<number> {
+    let d = listed === undefined ? await this.xl.find(r.id) : listed;
+    // Between destroying the old domain and creating the new one the name is listed by neither.
+    for (const end = Date.now() + this.o.timeouts.createMs; !d && Date.now() < end; d = await this.xl.find(r.id)) {
+      await sleep(500);
+    }
     if (!d) throw new VcvError('VCV_ERR_RECOVERY', `xen: the recovery domain ${r.id} (domid ${r.domid}) is gone`, { vm: r.id, domid: r.domid });
     if (d.id === r.domid) return d.id;
     const was = r.domid;
@@ -624,12 +630,28 @@ export class XenBackend implements Backend {
     r.restarts++;
     this.log.warn({ vm: r.id, was, domid: d.id, restarts: r.restarts }, `xen: the toolstack restarted the recovery domain ${r.id} as domid ${d.id} (it rebooted or faulted in boot); following it`);
     // The restart took the memory of the configuration: the handed-over target again.
-    await this.xl.memSet(d.id, r.memoryKiB);
+    await this.memSet(d.id, r.memoryKiB);
     if (r.cgroup) await this.cgroups.remove(r.cgroup);
     r.cgroup = null;
     await this.adoptQdisk(r, this.log.child({ vm: r.id })).catch((e) => this.log.warn({ err: e }, 'xen: the qdisk backend cannot be measured or limited'));
     await this.writeJson(this.recoveryFile(r.id), r).catch(() => undefined);
     return d.id;
+  }
+
+  /**
+   * `xl mem-set` on a recovery domain. One the toolstack is still building (a restart) is listed
+   * before libxl has stored its configuration, and mem-set refuses it until then ("unable to retrieve
+   * domain configuration"): retried for as long as a create may take.
+   */
+  private async memSet(domid: number, kib: number): Promise<void> {
+    for (const end = Date.now() + this.o.timeouts.createMs; ; ) {
+      try {
+        return await this.xl.memSet(domid, kib);
+      } catch (e) {
+        if (Date.now() > end || !/retrieve domain configuration/.test((e as Error).message)) throw e;
+        await sleep(500);
+      }
+    }
   }
 
   /** Run an xl call on the recovery domain; when it fails because the domid is gone, follow a restart and retry once. */
@@ -651,7 +673,7 @@ export class XenBackend implements Backend {
     const before = r.memoryKiB;
     r.memoryKiB = kib; // a restart followed inside sets this target
     try {
-      await this.onRecovery(r, (domid) => this.xl.memSet(domid, kib));
+      await this.onRecovery(r, (domid) => this.memSet(domid, kib));
     } catch (e) {
       r.memoryKiB = before;
       throw e;
@@ -689,7 +711,7 @@ export class XenBackend implements Backend {
     }
     // By name: a domain restarted by the toolstack has a new domid.
     const d = await this.xl.find(r.id);
-    if (d && d.id !== r.domid) await this.follow(r).catch(() => undefined);
+    if (d && d.id !== r.domid) await this.follow(r, d).catch(() => undefined);
     return d ? d.memMiB * MiB : 0;
   }
 
