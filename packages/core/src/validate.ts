@@ -3,11 +3,17 @@
  * plugin), the exact path, what was expected (with the schema's description), what was found, and a
  * "did you mean" for misspelled keys. Positions (file:line:column) come from a `locate` callback.
  */
-import * as AjvModule from 'ajv';
-import type { ErrorObject, ValidateFunction } from 'ajv';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { ErrorObject, Options as AjvOptions, ValidateFunction } from 'ajv';
 
-// ajv is CommonJS with `exports.default = Ajv`; under NodeNext the class sits on `.default`.
-const Ajv = AjvModule.default.default ?? AjvModule.default;
+/** The part of ajv used here. */
+interface AjvLike {
+  compile(schema: object): ValidateFunction;
+}
+
+/** The options every validator is compiled with, at run time and by `scripts/precompile-schemas.mjs`. */
+export const AJV_OPTIONS: Readonly<AjvOptions> = Object.freeze({ allErrors: true, useDefaults: true, strict: false, allowUnionTypes: true });
 
 export interface Problem {
   /** Path in our notation: `dump.chunkMiB`, `plugins[2]`, `vms[0].qmp`. */
@@ -19,15 +25,53 @@ export interface Problem {
   readonly atKey?: boolean;
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, allowUnionTypes: true });
+const req = createRequire(import.meta.url);
+let ajv: AjvLike | undefined;
+let ajvVersion: string | undefined;
 const cache = new WeakMap<object, ValidateFunction>();
 
-function compile(schema: object): ValidateFunction {
-  let v = cache.get(schema);
-  if (!v) {
-    v = ajv.compile(schema);
-    cache.set(schema, v);
+/** ajv, loaded on first need: the schemas of the packages in this repository come precompiled. */
+function runtimeAjv(): AjvLike {
+  if (!ajv) {
+    // ajv is CommonJS with `exports.default = Ajv`.
+    const mod = req('ajv') as { default?: new (o: AjvOptions) => AjvLike };
+    const Ajv = (mod.default ?? mod) as new (o: AjvOptions) => AjvLike;
+    ajv = new Ajv({ ...AJV_OPTIONS });
   }
+  return ajv;
+}
+
+/**
+ * The name of a schema's precompiled validator: a hash of the schema, the ajv version and the
+ * options, so that a changed schema (or ajv) never meets a stale validator — it is compiled at run
+ * time instead.
+ */
+export function schemaKey(schema: object): string {
+  ajvVersion ??= (req('ajv/package.json') as { version: string }).version;
+  return createHash('sha256')
+    .update(`${ajvVersion}\0${JSON.stringify(AJV_OPTIONS)}\0${JSON.stringify(schema)}`)
+    .digest('hex')
+    .slice(0, 32);
+}
+
+/** Where `npm run build` leaves the precompiled validators (ajv standalone code, CommonJS). */
+export const PRECOMPILED_DIR = 'precompiled';
+
+function precompiled(schema: object): ValidateFunction | undefined {
+  if (process.env.VICOVER_PRECOMPILED === '0') return undefined;
+  try {
+    const m = req(`./${PRECOMPILED_DIR}/${schemaKey(schema)}.cjs`) as ValidateFunction & { default?: ValidateFunction };
+    return typeof m.default === 'function' ? m.default : m;
+  } catch {
+    return undefined; // not built, or built for another schema: compile it now
+  }
+}
+
+function compile(schema: object): ValidateFunction {
+  const known = cache.get(schema);
+  if (known) return known;
+  const v = precompiled(schema) ?? runtimeAjv().compile(schema);
+  cache.set(schema, v);
   return v;
 }
 
