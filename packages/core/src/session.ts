@@ -582,8 +582,9 @@ export class CrashSession {
     const deferred = !this.offline && this.backend !== null && !this.report.memory.releasesImmediately;
     const written: { chunk: Chunk; info: Omit<ChunkInfo, 'durableAtMs'> }[] = [];
     this.startScheduler(ordered, done);
-    // Two buffers: the next block is read while the current one is compressed and written.
-    const bufs = [Buffer.allocUnsafe(blockBytes), Buffer.allocUnsafe(blockBytes)];
+    // Two buffers: the next block is read while the current one is compressed and written. Shared
+    // memory, so that the writer's compression workers read the pages in place instead of a copy.
+    const bufs = [Buffer.from(new SharedArrayBuffer(blockBytes)), Buffer.from(new SharedArrayBuffer(blockBytes))];
     let which = 0;
     try {
       for (let seq = 0; seq < ordered.length; seq++) {

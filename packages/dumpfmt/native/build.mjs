@@ -1,14 +1,23 @@
 #!/usr/bin/env node
-// Builds native/build/vicover-copy (see copy.c) as part of `npm run build`. Without a C compiler the
-// build goes on: the dump writers then use their JavaScript path (same output, slower for raw dumps).
+// Builds the native helpers (see Makefile) as part of `npm run build`. Each is optional: without a C
+// compiler, zlib's headers or Node's, the build goes on and the dump writers use their JavaScript
+// path for what that helper does (same output, slower).
 import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const dir = fileURLToPath(new URL('.', import.meta.url));
-const r = spawnSync('make', ['-s', '-C', dir], { stdio: 'inherit' });
-if (r.error || r.status !== 0) {
-  process.stderr.write(
-    `vicover: the native copy helper was not built (${r.error ? r.error.message : `make exited ${r.status}`}); ` +
-      'dumps use the JavaScript path. Install gcc, libc6-dev and make, then run `npm run build` again.\n',
-  );
+const nodeInclude = path.resolve(path.dirname(process.execPath), '..', 'include', 'node');
+const helpers = [
+  ['build/vicover-copy', 'the native copy helper', 'raw dumps are copied through Node', 'gcc, libc6-dev and make'],
+  ['build/vicover-pack.node', 'the native page packer', 'zlib pages are compressed with node:zlib', 'gcc, make and zlib1g-dev (and Node.js headers)'],
+];
+for (const [target, what, fallback, needs] of helpers) {
+  const r = spawnSync('make', ['-s', '-C', dir, target, `NODE_INCLUDE=${nodeInclude}`], { stdio: 'inherit' });
+  if (r.error || r.status !== 0) {
+    process.stderr.write(
+      `vicover: ${what} was not built (${r.error ? r.error.message : `make exited ${r.status}`}); ${fallback}. ` +
+        `Install ${needs}, then run \`npm run build\` again.\n`,
+    );
+  }
 }

@@ -51,8 +51,23 @@ describe.each([
   });
 });
 
-async function writeKdumpWith(path: string, workers: number, o: Parameters<typeof writeKdump>[2]): Promise<number> {
-  const w = await writeKdump(path, image, { ...o, workers });
+describe.each(['zlib', 'lzo'] as const)('%s with 2 workers reading the pages in shared memory', (compression) => {
+  it('writes the same bytes as in-thread compression from an ordinary buffer', async () => {
+    const a = join(dir, `s0-${compression}.kdump`);
+    const b = join(dir, `s2-${compression}.kdump`);
+    const shared = Buffer.from(new SharedArrayBuffer(image.length));
+    image.copy(shared);
+    const common = { compression, excludeZero: true, ram, dump, order: 5 as const, chunkPages: 700 };
+    expect(await writeKdumpWith(a, 0, common)).toBe(0);
+    expect(await writeKdumpWith(b, 2, { ...common, concurrency: 3 }, shared)).toBe(2);
+    expect(readFileSync(b).equals(readFileSync(a))).toBe(true);
+    const res = libkdumpfileRead(b, MAXPFN, b + '.lkd');
+    expect(res.ok.filter((p) => dump.get(p)).length).toBe(dump.count());
+  });
+});
+
+async function writeKdumpWith(path: string, workers: number, o: Parameters<typeof writeKdump>[2], from: Buffer = image): Promise<number> {
+  const w = await writeKdump(path, from, { ...o, workers });
   const n = w.workers;
   const s = await w.finish();
   expect(s.complete).toBe(true);

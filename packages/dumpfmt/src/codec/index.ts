@@ -68,10 +68,13 @@ export interface PageCompressor {
   compress(src: Buffer, sOff: number, len: number, dst: Buffer, dOff: number): number;
 }
 
+/** zlib's level for page compression (also the native packer's, native/pack.c). */
+export const ZLIB_LEVEL = zlib.constants.Z_BEST_SPEED;
+
 class ZlibCompressor implements PageCompressor {
   readonly compression = 'zlib' as const;
   readonly flag = DUMP_DH_COMPRESSED_ZLIB;
-  private readonly opts: zlib.ZlibOptions = { level: zlib.constants.Z_BEST_SPEED, windowBits: 12, memLevel: 8 };
+  private readonly opts: zlib.ZlibOptions = { level: ZLIB_LEVEL, windowBits: 12, memLevel: 8 };
   compress(src: Buffer, sOff: number, len: number, dst: Buffer, dOff: number): number {
     const out = zlib.deflateSync(src.subarray(sOff, sOff + len), this.opts);
     if (out.length >= len) return -1;

@@ -37,7 +37,12 @@ interface Pending {
   resolve: (r: WorkerReply) => void;
   reject: (e: Error) => void;
   slot: Slot;
+  /** The input buffer of a job that read the caller's shared memory instead (not transferred). */
+  home?: ArrayBuffer;
 }
+
+/** A job's reply with its input buffer back in hand (transferred back, or never sent). */
+type Reply = WorkerReply & { input: ArrayBuffer };
 
 export class CompressPool {
   private readonly slots: Slot[];
@@ -98,10 +103,11 @@ export class CompressPool {
     if (!p) return;
     this.pending.delete(r.id);
     if (--p.slot.busy === 0) p.slot.worker.unref();
+    const input = r.input ?? p.home!;
     if (r.error) {
-      this.giveBack(r.input, r.output);
+      this.giveBack(input, r.output);
       p.reject(new VcvError('VCV_ERR_INTERNAL', `compression worker: ${r.error}`));
-    } else p.resolve(r);
+    } else p.resolve({ ...r, input });
   }
 
   private take(pages: number): { input: ArrayBuffer; output: ArrayBuffer } {
@@ -126,16 +132,16 @@ export class CompressPool {
     }
   }
 
-  private run(job: Omit<WorkerJob, 'id'>): Promise<WorkerReply> {
+  private run(job: Omit<WorkerJob, 'id'>, home?: ArrayBuffer): Promise<Reply> {
     if (this.broken) return Promise.reject(new VcvError('VCV_ERR_INTERNAL', `compression pool is broken: ${this.broken.message}`));
     // least busy worker
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.busy < slot.busy) slot = s;
     const id = this.nextId++;
-    return new Promise<WorkerReply>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, slot });
+    return new Promise<Reply>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (r: WorkerReply) => void, reject, slot, home });
       if (slot.busy++ === 0) slot.worker.ref();
-      slot.worker.postMessage({ ...job, id }, [job.input, job.output]);
+      slot.worker.postMessage({ ...job, id }, job.input ? [job.input, job.output] : [job.output]);
     });
   }
 
@@ -144,7 +150,8 @@ export class CompressPool {
    * into jobs of at most JOB_PAGES pages; at most two jobs per worker are in flight, so the transfer
    * buffers stay few and small (and warm: fresh memory costs a page fault per 4 KiB on first touch).
    * Results are copied into `scratch.packed`, so the chunk is written with one write. `data` must stay
-   * unchanged until the returned promise settles.
+   * unchanged until the returned promise settles. When `data` lies in a SharedArrayBuffer the workers
+   * read the pages where they are; otherwise they are copied into the job's transfer buffer.
    */
   pack(data: Buffer, base: number, runs: ArrayLike<number>, nPages: number, scratch: ChunkScratch): Promise<PackedChunk> {
     const ps = this.ps;
@@ -157,12 +164,15 @@ export class CompressPool {
     // cursor over the runs: pages are copied into job inputs in order
     let r = 0;
     let pfn = runs.length ? runs[0]! : 0;
-    const fill = (pages: number, dst: Buffer): void => {
+    const shared = data.buffer instanceof SharedArrayBuffer ? data.buffer : undefined;
+    /** Copy the job's next `pages` pages into `dst`, or (shared memory) list where they are. */
+    const fill = (pages: number, dst: Buffer | null, segs: number[]): void => {
       let filled = 0;
       while (filled < pages) {
         const runEnd = runs[r + 1]!;
         const n = Math.min(pages - filled, runEnd - pfn);
-        data.copy(dst, filled * ps, (pfn - base) * ps, (pfn - base + n) * ps);
+        if (dst) data.copy(dst, filled * ps, (pfn - base) * ps, (pfn - base + n) * ps);
+        else segs.push(data.byteOffset + (pfn - base) * ps, n);
         filled += n;
         pfn += n;
         if (pfn >= runEnd) {
@@ -172,7 +182,7 @@ export class CompressPool {
       }
     };
     // results are merged in job order as they become available
-    const replies: (WorkerReply | undefined)[] = new Array(nJobs);
+    const replies: (Reply | undefined)[] = new Array(nJobs);
     let merged = 0; // jobs merged so far
     let k = 0; // descriptor index
     let dataBytes = 0;
@@ -210,9 +220,11 @@ export class CompressPool {
           const j = next++;
           const pages = Math.min(jobPages, nPages - j * jobPages);
           const bufs = this.take(pages);
-          fill(pages, Buffer.from(bufs.input));
+          const segs: number[] = [];
+          fill(pages, shared ? null : Buffer.from(bufs.input), segs);
           inflight++;
-          this.run({ codec: this.codec, excludeZero: this.excludeZero, ps, pages, input: bufs.input, output: bufs.output }).then(
+          const job = { codec: this.codec, excludeZero: this.excludeZero, ps, pages, output: bufs.output };
+          (shared ? this.run({ ...job, shared, segs }, bufs.input) : this.run({ ...job, input: bufs.input })).then(
             (rep) => {
               inflight--;
               if (failed) return this.giveBack(rep.input, rep.output);
