@@ -29,7 +29,7 @@ export const IMAGE_FORMAT = 2;
  * @property {string} [purpose]
  */
 
-/** Standard specs. CI uses small4 and mixed5; big4 is for local runs and benchmarks. */
+/** Standard specs. CI uses small4 and mixed5; big4, big5 and big12 are for local runs and benchmarks. */
 export const SPECS = Object.freeze({
   /** @type {ImageSpec} */
   small4: Object.freeze({
@@ -66,6 +66,15 @@ export const SPECS = Object.freeze({
     vmcoreinfo: false,
     load: 'cache:800,meta:2000,write:32,tmpfs:400,anon:1200',
     purpose: 'local/benchmarks: 4 GiB, 5-level, no vmcoreinfo device, pc layout',
+  }),
+  /** @type {ImageSpec} */
+  big12: Object.freeze({
+    name: 'big12',
+    memMiB: 12288,
+    cpu: 'max,la57=off',
+    vmcoreinfo: true,
+    load: 'cache:3000,meta:4000,write:64,tmpfs:1000,anon:3500',
+    purpose: 'local/benchmarks: 12 GiB, where the fixed costs of a Node process weigh less (bench:dump --images big12; ~20 GB of disk)',
   }),
 });
 

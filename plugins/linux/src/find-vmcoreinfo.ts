@@ -169,17 +169,25 @@ export const FIND_BLOCK_BYTES = 64 * 1024 * 1024;
 /** Bytes at the start of each RAM range scanned before the rest (see scanOrder). */
 export const SCAN_PRIORITY_WINDOW = 64 * 1024 * 1024;
 
+/** Where x86-64's ZONE_NORMAL begins: GFP_KERNEL allocations come from there when the guest has RAM above it. */
+export const ZONE_NORMAL_START = 4 * 1024 * 1024 * 1024;
+
 /**
- * The order RAM is scanned in: first the start of every range, then the rest in address order.
- * The kernel allocates both copies with GFP_KERNEL early at boot (crash_save_vmcoreinfo_init, a
- * subsys_initcall), when the buddy allocator still hands out the low end of the highest zone: on the
- * test guests they sit ~18 MiB into RAM (≤ 3.5 GiB guests, ZONE_DMA32) or ~9 MiB above 4 GiB (larger
- * pc guests, ZONE_NORMAL starts at the 4 GiB range).
+ * The order RAM is scanned in: first the start of every range, then the rest of the ranges above
+ * 4 GiB, then the rest of those below, each in address order. The kernel allocates both copies with
+ * GFP_KERNEL early at boot (crash_save_vmcoreinfo_init, a subsys_initcall), when the buddy allocator
+ * still hands out the low end of the highest zone: on the test guests they sit ~18 MiB into RAM
+ * (≤ 3.5 GiB guests, ZONE_DMA32), ~9 MiB above 4 GiB (the 4–4.5 GiB pc guests) and ~1 GiB above it
+ * (the 12 GiB guest, where early boot had used more of ZONE_NORMAL) — after 128 MiB of windows and
+ * 1 GiB of ZONE_NORMAL, not after all 3 GiB below the PCI hole as well. Only the order: every page is
+ * scanned (up to the limit) wherever the copies are.
  */
 export function scanOrder(ranges: readonly { start: number; end: number }[], window = SCAN_PRIORITY_WINDOW): { start: number; end: number }[] {
   const first = ranges.map((r) => ({ start: r.start, end: Math.min(r.end, r.start + window) }));
   const rest = ranges.filter((r) => r.end > r.start + window).map((r) => ({ start: r.start + window, end: r.end }));
-  return [...first, ...rest];
+  const high = rest.filter((r) => r.start >= ZONE_NORMAL_START);
+  const low = rest.filter((r) => r.start < ZONE_NORMAL_START);
+  return [...first, ...high, ...low];
 }
 
 /** Page offsets where the kernel's copies start: vmcoreinfo_data (a page) and vmcoreinfo_note (12-byte header + "VMCOREINFO\0" padded to 12). */

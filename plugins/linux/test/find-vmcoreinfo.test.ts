@@ -96,8 +96,8 @@ describe('finding VMCOREINFO', () => {
     expect(scanOrder([{ start: 0, end: 3 * G }, { start: 4 * G, end: 5 * G }], 64 * MiB)).toEqual([
       { start: 0, end: 64 * MiB },
       { start: 4 * G, end: 4 * G + 64 * MiB },
+      { start: 4 * G + 64 * MiB, end: 5 * G }, // ZONE_NORMAL, where GFP_KERNEL allocations come from
       { start: 64 * MiB, end: 3 * G },
-      { start: 4 * G + 64 * MiB, end: 5 * G },
     ]);
     expect(scanOrder([{ start: 0, end: 32 * MiB }], 64 * MiB)).toEqual([{ start: 0, end: 32 * MiB }]);
   });
