@@ -418,8 +418,12 @@ export class CrashSession {
     if (this.settings.format === 'elf') {
       return ElfWriter.create({ ...common, excludeZero: pages.excludeZero }) as unknown as Promise<DumpWriter>;
     }
-    // Pages that go out byte for byte from a plain image file can be copied inside the kernel.
-    const copyFrom = compression === 'none' && !pages.excludeZero && !target && this.memory.backingFile && this.memory.fileExtents && !this.memory.present ? this.memory.backingFile : undefined;
+    // Pages that go out byte for byte from a plain image file are copied by the writer's native helper
+    // (inside the kernel when zero pages are kept; read and checked by the helper when they are not,
+    // which needs every page whole in one place of the file).
+    const mem = this.memory;
+    const plain = compression === 'none' && !target && mem.backingFile && mem.fileExtents && !mem.present;
+    const copyFrom = plain && (!pages.excludeZero || pageGranular(mem)) ? mem.backingFile : undefined;
     return KdumpWriter.create({
       ...common,
       ...(copyFrom ? { copyFrom } : {}),
@@ -897,4 +901,13 @@ function hasTaps(hook: { taps: readonly unknown[] }): boolean {
 
 function fmtRange(r: PhysRange): string {
   return `[0x${r.start.toString(16)}, 0x${r.end.toString(16)})`;
+}
+
+/** Every page of the source lies whole in one place of its backing file, or reads as zero whole. */
+function pageGranular(mem: MemorySource): boolean {
+  try {
+    return mem.ranges.every((r) => mem.fileExtents!(r.start, r.end - r.start).every(([, len]) => len % PAGE_SIZE === 0));
+  } catch {
+    return false;
+  }
 }

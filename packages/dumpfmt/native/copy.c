@@ -14,7 +14,14 @@
  *                     flags & 1: start write-back of [b, b + c) afterwards (sync_file_range WRITE).
  *     op 2 WRITEBACK  a = output offset, b = length: start write-back, do not wait.
  *     op 3 DATASYNC   fdatasync(fd 4).
- *   reply    (16 bytes): i64 status (0, or -errno), u64 bytes of data copied (holes excluded)
+ *     op 4 PACK       a = input offset, b = output offset (or ~0: where the previous PACK ended),
+ *                     c = length, a multiple of 4096 and at most 64 MiB: the 4 KiB pages of
+ *                     [a, a + c) are read (bytes past the input's end read as zero); the pages that
+ *                     are not all zero are written one after the other from the output offset, the
+ *                     zero pages are not written. flags & 1: start write-back as for COPY.
+ *   reply    (16 bytes): i64 status (0, or -errno), u64 bytes of data copied (holes excluded; PACK:
+ *                     bytes written); PACK's reply is followed by ceil(c / 4096 / 8) bytes, one bit
+ *                     per page, least significant first, set for a zero page.
  *
  * copy_file_range falls back to pread/pwrite when the kernel or file systems refuse it (EXDEV,
  * EINVAL, ENOSYS, EOPNOTSUPP). The helper never reads more than a request asks for and exits on
@@ -142,6 +149,76 @@ static int64_t do_copy(uint64_t in, uint64_t out, uint64_t len, uint64_t *copied
   return 0;
 }
 
+#define PACK_PAGE 4096
+#define PACK_MAX ((uint64_t)64 << 20)
+static uint64_t pack_cursor;
+static char *pack_buf;
+
+static int page_is_zero(const char *p) {
+  const uint64_t *w = (const uint64_t *)(const void *)p;
+  if (w[0] || w[PACK_PAGE / 8 - 1]) return 0;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < PACK_PAGE / 8; i++) acc |= w[i];
+  return acc == 0;
+}
+
+static int64_t write_at(const char *p, size_t n, off_t pos) {
+  size_t w = 0;
+  while (w < n) {
+    ssize_t k = pwrite(OUT_FD, p + w, n - w, pos + (off_t)w);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    w += (size_t)k;
+  }
+  return 0;
+}
+
+/* PACK: see the top of the file. zbits has room for len / PACK_PAGE bits. */
+static int64_t do_pack(uint64_t in, uint64_t out, uint64_t len, unsigned char *zbits, uint64_t *written) {
+  *written = 0;
+  if (!pack_buf && !(pack_buf = malloc(BUF_BYTES))) return -ENOMEM;
+  uint64_t page = 0;
+  for (uint64_t done = 0; done < len;) {
+    size_t want = len - done > BUF_BYTES ? BUF_BYTES : (size_t)(len - done);
+    size_t got = 0;
+    while (got < want) {
+      ssize_t r = pread(IN_FD, pack_buf + got, want - got, (off_t)(in + done + got));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return -errno;
+      }
+      if (r == 0) break; /* input EOF: the rest reads as zero */
+      got += (size_t)r;
+    }
+    if (got < want) memset(pack_buf + got, 0, want - got);
+    /* runs of non-zero pages go out in one write each */
+    size_t run = 0, runPages = 0;
+    for (size_t off = 0; off < want; off += PACK_PAGE, page++) {
+      if (page_is_zero(pack_buf + off)) {
+        zbits[page / 8] |= (unsigned char)(1u << (page % 8));
+        if (runPages) {
+          int64_t e = write_at(pack_buf + run, runPages * PACK_PAGE, (off_t)(out + *written));
+          if (e < 0) return e;
+          *written += runPages * PACK_PAGE;
+          runPages = 0;
+        }
+        continue;
+      }
+      if (!runPages) run = off;
+      runPages++;
+    }
+    if (runPages) {
+      int64_t e = write_at(pack_buf + run, runPages * PACK_PAGE, (off_t)(out + *written));
+      if (e < 0) return e;
+      *written += runPages * PACK_PAGE;
+    }
+    done += want;
+  }
+  return 0;
+}
+
 int main(void) {
   if (fcntl(OUT_FD, F_GETFD) < 0) {
     fprintf(stderr, "vicover-copy: no output file on fd %d\n", OUT_FD);
@@ -178,6 +255,28 @@ int main(void) {
       else if (b > 0 && sync_file_range(OUT_FD, (off_t)a, (off_t)b, SYNC_FILE_RANGE_WRITE) < 0) status = -errno;
     } else if (op == 3) {
       if (fdatasync(OUT_FD) < 0) status = -errno;
+    } else if (op == 4) {
+      /* the length is checked before anything else: it sizes the reply */
+      if (c > PACK_MAX || c % PACK_PAGE) {
+        fprintf(stderr, "vicover-copy: bad PACK length %llu\n", (unsigned long long)c);
+        return 2;
+      }
+      unsigned char zbits[PACK_MAX / PACK_PAGE / 8];
+      size_t zlen = (size_t)((c / PACK_PAGE + 7) / 8);
+      memset(zbits, 0, zlen);
+      uint64_t out = b == UINT64_MAX ? pack_cursor : b;
+      if (!have_in) status = -EBADF;
+      else if (a >= LIM || out >= LIM) status = -EINVAL;
+      else {
+        status = do_pack(a, out, c, zbits, &copied);
+        pack_cursor = out + copied;
+        if (status == 0 && (flags & 1) && copied > 0) sync_file_range(OUT_FD, (off_t)out, (off_t)copied, SYNC_FILE_RANGE_WRITE);
+      }
+      unsigned char rep[16];
+      memcpy(rep, &status, 8);
+      memcpy(rep + 8, &copied, 8);
+      if (write_full(1, rep, sizeof rep) < 0 || write_full(1, zbits, zlen) < 0) return 0;
+      continue;
     } else {
       fprintf(stderr, "vicover-copy: unknown request %u\n", op);
       return 2;

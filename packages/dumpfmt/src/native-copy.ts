@@ -1,7 +1,9 @@
 /**
  * The native copy helper (native/copy.c → native/build/vicover-copy): page data copied from an image
- * file into a dump inside the kernel (copy_file_range, input holes kept as holes), and write-back of
- * written ranges started early (sync_file_range), neither of which Node.js 20 can call.
+ * file into a dump inside the kernel (copy_file_range, input holes kept as holes), pages read and
+ * written without their zero pages (PACK, for raw dumps that exclude them), and write-back of written
+ * ranges started early (sync_file_range), none of which Node.js 20 can do without the data passing
+ * through it.
  *
  * Optional by design: when the helper is not built (no C compiler at install time), cannot start, or
  * VICOVER_NATIVE_COPY=0 is set, `NativeCopier.open()` returns null and the writers keep their
@@ -16,7 +18,12 @@ import { VcvError, wrapError } from '@vicover/errors';
 const OP_COPY = 1;
 const OP_WRITEBACK = 2;
 const OP_DATASYNC = 3;
+const OP_PACK = 4;
 const REQ = 32;
+/** PACK: page size, largest request, and "go on where the previous PACK ended". */
+export const PACK_PAGE = 4096;
+export const PACK_MAX_BYTES = 64 * 1024 * 1024;
+const CONTINUE = 0xffff_ffff_ffff_ffffn;
 const REP = 16;
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]));
@@ -34,7 +41,9 @@ export function nativeCopyHelper(): string | null {
 }
 
 interface Pending {
-  resolve: (copied: number) => void;
+  resolve: (copied: number, extra: Buffer) => void;
+  /** Bytes that follow this request's reply (PACK's zero-page bits). */
+  extra: number;
   reject: (e: Error) => void;
   what: string;
 }
@@ -91,13 +100,14 @@ export class NativeCopier {
 
   private onData(d: Buffer): void {
     let buf = this.partial.length ? Buffer.concat([this.partial, d]) : d;
-    while (buf.length >= REP) {
+    while (buf.length >= REP + (this.pending[0]?.extra ?? 0)) {
       const status = Number(buf.readBigInt64LE(0));
       const copied = Number(buf.readBigUInt64LE(8));
-      buf = buf.subarray(REP);
       const p = this.pending.shift();
+      const extra = Buffer.from(buf.subarray(REP, REP + (p?.extra ?? 0)));
+      buf = buf.subarray(REP + (p?.extra ?? 0));
       if (!p) continue;
-      if (status === 0) p.resolve(copied);
+      if (status === 0) p.resolve(copied, extra);
       else {
         const name = ERRNO_NAMES.get(-status) ?? `errno ${-status}`;
         const err = Object.assign(new Error(`${name}: ${p.what} of ${this.outPath} failed`), { code: name, errno: status });
@@ -113,7 +123,7 @@ export class NativeCopier {
     for (const p of this.pending.splice(0)) p.reject(this.dead);
   }
 
-  private request(op: number, flags: number, a: number, b: number, c: number, what: string): Promise<number> {
+  private request(op: number, flags: number, a: number, b: number | bigint, c: number, what: string, extra = 0, onExtra?: (b: Buffer) => void): Promise<number> {
     if (this.dead) return Promise.reject(this.dead);
     if (this.closed) return Promise.reject(new VcvError('VCV_ERR_INTERNAL', 'native copy helper used after close'));
     const req = Buffer.alloc(REQ);
@@ -123,7 +133,15 @@ export class NativeCopier {
     req.writeBigUInt64LE(BigInt(b), 16);
     req.writeBigUInt64LE(BigInt(c), 24);
     const p = new Promise<number>((resolve, reject) => {
-      this.pending.push({ resolve, reject, what });
+      this.pending.push({
+        resolve: (copied, bits) => {
+          onExtra?.(bits);
+          resolve(copied);
+        },
+        reject,
+        what,
+        extra,
+      });
       this.child.stdin!.write(req);
     });
     this.last = p.catch(() => undefined);
@@ -133,6 +151,20 @@ export class NativeCopier {
   /** Copy `len` bytes of the input at `inPos` to the output at `outPos`; resolves with the data bytes (holes excluded). */
   copy(inPos: number, outPos: number, len: number, writeback = true): Promise<number> {
     return this.request(OP_COPY, writeback ? 1 : 0, inPos, outPos, len, 'copying page data');
+  }
+
+  /**
+   * Read the 4 KiB pages of the input's [inPos, inPos+len) (past its end: zeros) and write those that
+   * are not all zero one after the other from `outPos` — or, with null, from where the previous pack()
+   * ended. Resolves with the bytes written and one bit per page (least significant first) set for the
+   * zero pages, which were not written. `len`: a multiple of 4 KiB, at most PACK_MAX_BYTES.
+   */
+  pack(inPos: number, outPos: number | null, len: number, writeback = true): Promise<{ written: number; zero: Buffer }> {
+    if (len % PACK_PAGE !== 0 || len > PACK_MAX_BYTES || len < 0) return Promise.reject(new VcvError('VCV_ERR_INTERNAL', `pack(): bad length ${len}`));
+    let zero: Buffer = Buffer.alloc(0);
+    return this.request(OP_PACK, writeback ? 1 : 0, inPos, outPos === null ? CONTINUE : outPos, len, 'writing page data', Math.ceil(len / PACK_PAGE / 8), (b) => (zero = b)).then(
+      (written) => ({ written, zero }),
+    );
   }
 
   /** Start write-back of [pos, pos+len) of the output; does not wait for the disk. Errors surface at the next fdatasync. */

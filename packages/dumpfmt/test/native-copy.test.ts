@@ -102,8 +102,61 @@ describe.skipIf(nativeCopyHelper() === null)('native copy helper', () => {
     r.close();
   });
 
-  it('refuses copyPages where it cannot copy (compression, zero exclusion, no input)', async () => {
-    const w = await create(join(dir, 'nocopy.kdump'), { excludeZero: true, copyFrom: input });
+  it('copyPages with zero pages excluded: the helper reads, drops zero pages, and the file is the same as writePages makes', async () => {
+    const viaJs = join(dir, 'js-z.kdump');
+    const viaPack = join(dir, 'pack-z.kdump');
+    const w1 = await create(viaJs, { nativeCopy: false, excludeZero: true, dumpLevel: 17 });
+    // chunks in a scattered order, so that the data end moves between unrelated pfn ranges
+    const order = [5, 0, 3, 1, 4, 2].map((i) => i * 512);
+    for (const s of order) {
+      const e = Math.min(MAXPFN, s + 512);
+      await w1.writePages(s, expected.subarray(s * PS, e * PS));
+    }
+    const s1 = await w1.finish();
+    const w2 = await create(viaPack, { copyFrom: input, excludeZero: true, dumpLevel: 17 });
+    expect(w2.canCopy).toBe(true);
+    let zeroPages = 0;
+    for (const s of order) zeroPages += (await w2.copyPages(s, Math.min(MAXPFN, s + 512), extents)).zeroPages;
+    const s2 = await w2.finish();
+    expect(s2.complete).toBe(true);
+    expect(s2.pagesWritten).toBe(s1.pagesWritten);
+    expect(s2.zeroPages).toBe(s1.zeroPages);
+    // the holes and the truncated tail are zero pages: they are there to be found
+    expect(zeroPages).toBeGreaterThan(64);
+    expect(readFileSync(viaPack).equals(readFileSync(viaJs))).toBe(true);
+    const r = await KdumpReader.open(viaPack);
+    for (const [a, b] of dump.runs()) for (let p = a; p < b; p += 5) expect(r.readPage(p).equals(expected.subarray(p * PS, (p + 1) * PS))).toBe(true);
+    r.close();
+  });
+
+  it('pack(): one bit per zero page, the others written one after the other, the next pack going on from there', async () => {
+    const out = join(dir, 'pack.out');
+    writeFileSync(out, '');
+    const fd = openSync(out, 'r+');
+    const c = NativeCopier.open({ outFd: fd, outPath: out, inputPath: input })!;
+    // pfns 96..104 straddle the hole [100, 164): 4 data pages then 4 hole pages
+    const a = await c.pack(BASE + 96 * PS, 8192, 8 * PS);
+    const b = await c.pack(BASE + 90 * PS, null, 2 * PS);
+    await c.close();
+    closeSync(fd);
+    const isZero = (p: number) => expected.subarray(p * PS, (p + 1) * PS).every((x) => x === 0);
+    const bitsA = [...Array(8).keys()].map((i) => (a.zero[i >> 3]! >> (i & 7)) & 1);
+    expect(bitsA).toEqual([96, 97, 98, 99, 100, 101, 102, 103].map((p) => (isZero(p) ? 1 : 0)));
+    const kept = [96, 97, 98, 99, 100, 101, 102, 103].filter((p) => !isZero(p));
+    expect(a.written).toBe(kept.length * PS);
+    const file = readFileSync(out);
+    kept.forEach((p, i) => expect(file.subarray(8192 + i * PS, 8192 + (i + 1) * PS).equals(expected.subarray(p * PS, (p + 1) * PS))).toBe(true));
+    const keptB = [90, 91].filter((p) => !isZero(p));
+    expect(b.written).toBe(keptB.length * PS);
+    keptB.forEach((p, i) => {
+      const at = 8192 + a.written + i * PS;
+      expect(file.subarray(at, at + PS).equals(expected.subarray(p * PS, (p + 1) * PS))).toBe(true);
+    });
+    await expect(c.pack(0, 0, 100)).rejects.toSatisfy((e: unknown) => isVcvError(e));
+  });
+
+  it('refuses copyPages where it cannot copy (compression, no input)', async () => {
+    const w = await create(join(dir, 'nocopy.kdump'), { compression: 'zlib', copyFrom: input });
     expect(w.canCopy).toBe(false);
     await expect(w.copyPages(0, 10, extents)).rejects.toSatisfy((e: unknown) => isVcvError(e) && e.code === 'VCV_ERR_WRITER_STATE');
     await w.finish();

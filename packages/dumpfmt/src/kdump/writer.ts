@@ -22,7 +22,7 @@ import { encodeKdumpSubHeader, decodeKdumpSubHeader, KDUMP_SUB_HEADER_SIZE } fro
 import { PAGE_DESC_SIZE, readPageDescOffset, writePageDesc } from './pagedesc.js';
 import { packChunk, ScratchPool, type PackedChunk } from './pack.js';
 import { CompressPool } from './pool.js';
-import { NativeCopier } from '../native-copy.js';
+import { NativeCopier, PACK_MAX_BYTES, PACK_PAGE } from '../native-copy.js';
 import { availableParallelism } from 'node:os';
 import type { ChunkResult, WriterSummary } from '../types.js';
 
@@ -458,9 +458,13 @@ export class KdumpWriter {
     return this.commitDescriptors(desc, runs, firstIdx, p.pages, p.zeroPages, p.dataBytes, (k) => p.rel[k]! < 0);
   }
 
-  /** True when copyPages() can be used: uncompressed, zero pages kept, and the native helper copying from `copyFrom`. */
+  /**
+   * True when copyPages() can be used: uncompressed, and the native helper reading from `copyFrom`
+   * (zero pages kept: copied inside the kernel; zero pages excluded: the helper reads the pages and
+   * writes the others, and Node never sees the data).
+   */
   get canCopy(): boolean {
-    return this.copier?.hasInput === true && this.copier.usable && !this.compressor && !this.excludeZero && this.state_ === 'open';
+    return this.copier?.hasInput === true && this.copier.usable && !this.compressor && (!this.excludeZero || this.layout.pageSize === PACK_PAGE) && this.state_ === 'open';
   }
 
   /**
@@ -470,7 +474,7 @@ export class KdumpWriter {
    */
   copyPages(startPfn: number, endPfn: number, extents: (gpa: number, length: number) => readonly (readonly [number, number])[]): Promise<ChunkResult> {
     if (this.state_ !== 'open') return Promise.reject(this.closedError('copyPages'));
-    if (!this.canCopy) return Promise.reject(new VcvError('VCV_ERR_WRITER_STATE', 'copyPages() needs the native helper with an input file, no compression and zero pages kept', { file: this.path }));
+    if (!this.canCopy) return Promise.reject(new VcvError('VCV_ERR_WRITER_STATE', 'copyPages() needs the native helper with an input file and no compression', { file: this.path }));
     if (!Number.isInteger(startPfn) || !Number.isInteger(endPfn) || startPfn < 0 || endPfn < startPfn || endPfn > this.layout.maxPfn) {
       return Promise.reject(new VcvError('VCV_ERR_WRITER_OPTIONS', `bad pfn range [${startPfn}, ${endPfn}) (maxPfn ${this.layout.maxPfn})`, { file: this.path }));
     }
@@ -493,6 +497,7 @@ export class KdumpWriter {
     } catch (e) {
       return Promise.reject(e);
     }
+    if (this.excludeZero) return this.queue.run(() => this.packFromInput(pieces, runs, firstIdx, nPages));
     return this.queue.run(async () => {
       const base = this.dataEnd;
       const copier = this.copier!;
@@ -517,6 +522,61 @@ export class KdumpWriter {
       for (let k = 0; k < nPages; k++) writePageDesc(desc, k * PAGE_DESC_SIZE, base + k * ps, ps, 0);
       return this.commitDescriptors(desc, runs, firstIdx, nPages, 0, dataBytes, () => false);
     });
+  }
+
+  /**
+   * copyPages() with zero pages excluded: the helper reads each piece's pages from the input and writes
+   * the non-zero ones one after the other from the data end (the pieces are sent at once; each goes on
+   * where the previous ended), and says which were zero. Descriptors as writePages() would make them:
+   * the same bytes in the same places.
+   */
+  private async packFromInput(pieces: number[], runs: number[], firstIdx: number, nPages: number): Promise<ChunkResult> {
+    const ps = this.layout.pageSize;
+    const base = this.dataEnd;
+    const copier = this.copier!;
+    // Per piece: its pages, and the helper's answer (null: reads as zero, nothing sent).
+    const jobs: { pages: number; reply: Promise<{ written: number; zero: Buffer }> | null }[] = [];
+    let first = true;
+    for (let i = 0; i < pieces.length; i += 2) {
+      const pos = pieces[i]!;
+      for (let done = 0; done < pieces[i + 1]!; done += PACK_MAX_BYTES) {
+        const len = Math.min(PACK_MAX_BYTES, pieces[i + 1]! - done);
+        if (pos < 0) jobs.push({ pages: len / ps, reply: null });
+        else {
+          jobs.push({ pages: len / ps, reply: copier.pack(pos + done, first ? base : null, len, false) });
+          first = false;
+        }
+      }
+    }
+    for (const j of jobs) j.reply?.catch(() => undefined);
+    const desc = this.scratchDesc(nPages);
+    const zero = new Uint8Array(nPages);
+    let k = 0;
+    let dataBytes = 0;
+    let zeroPages = 0;
+    try {
+      for (const j of jobs) {
+        const r = j.reply ? await j.reply : null;
+        let wrote = 0;
+        for (let i = 0; i < j.pages; i++, k++) {
+          if (!r || (r.zero[i >> 3]! >> (i & 7)) & 1) {
+            zero[k] = 1;
+            zeroPages++;
+            writePageDesc(desc, k * PAGE_DESC_SIZE, this.layout.zeroPageOffset, ps, 0);
+          } else {
+            writePageDesc(desc, k * PAGE_DESC_SIZE, base + dataBytes, ps, 0);
+            dataBytes += ps;
+            wrote += ps;
+          }
+        }
+        if (r && r.written !== wrote) throw new VcvError('VCV_ERR_INTERNAL', `the native copy helper wrote ${r.written} bytes for ${wrote} bytes of non-zero pages`, { file: this.path });
+      }
+    } catch (e) {
+      throw await this.failedWrite(e, 'page data', base);
+    }
+    this.dataEnd = base + dataBytes;
+    copier.writeback(base, dataBytes);
+    return this.commitDescriptors(desc, runs, firstIdx, nPages, zeroPages, dataBytes, (i) => zero[i] === 1);
   }
 
   /** The dumpable pfns of [startPfn, endPfn) as flat [start, end, start, end, …] runs, and their count. */
