@@ -494,6 +494,10 @@ export class KdumpWriter {
         }
         if (got !== want) throw new VcvError('VCV_ERR_INTERNAL', `extents cover ${got} of ${want} bytes at pfn ${runs[r]}`);
       }
+      // Zero pages are found page by page in the input: each page must lie whole in one piece.
+      if (this.excludeZero && pieces.some((v, i) => i % 2 === 1 && v % ps !== 0)) {
+        throw new VcvError('VCV_ERR_WRITER_OPTIONS', 'copyPages() with zero pages excluded needs extents made of whole pages', { file: this.path });
+      }
     } catch (e) {
       return Promise.reject(e);
     }
