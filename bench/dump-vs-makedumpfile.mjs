@@ -227,6 +227,7 @@ const machine = {
   disk: spawnSync('df', ['--output=source,fstype', args.dir], { encoding: 'utf8' }).stdout.split('\n')[1]?.trim(),
   reps,
   nativeCopyHelper: fs.existsSync(path.join(ROOT, 'packages/dumpfmt/native/build/vicover-copy')) && process.env.VICOVER_NATIVE_COPY !== '0',
+  nativePacker: fs.existsSync(path.join(ROOT, 'packages/dumpfmt/native/build/vicover-pack.node')) && process.env.VICOVER_NATIVE_PACK !== '0',
 };
 
 const f = (x) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(2));
@@ -248,5 +249,5 @@ for (const r of results) {
   const loads = r.rows.flatMap((row) => [row.makedumpfile.loadMax, ...inputs.map((i) => row.ours[i].loadMax)]).filter((x) => x !== undefined);
   lines.push(`\nload average (1 min) during the runs: up to ${f(Math.max(...loads))}`);
 }
-process.stdout.write(`dump benchmark — ${machine.date}, ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB} GiB, ${machine.node}, ${machine.makedumpfile}, output on ${machine.disk}, median of ${reps}, native copy helper ${machine.nativeCopyHelper ? 'on' : 'off'}\n${lines.join('\n')}\n`);
+process.stdout.write(`dump benchmark — ${machine.date}, ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB} GiB, ${machine.node}, ${machine.makedumpfile}, output on ${machine.disk}, median of ${reps}, native copy helper ${machine.nativeCopyHelper ? 'on' : 'off'}, native packer ${machine.nativePacker ? 'on' : 'off'}\n${lines.join('\n')}\n`);
 if (args.json) process.stdout.write(JSON.stringify({ machine, results }) + '\n');
