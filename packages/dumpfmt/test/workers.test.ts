@@ -52,7 +52,7 @@ describe.each([
 });
 
 describe.each(['zlib', 'lzo'] as const)('%s with 2 workers reading the pages in shared memory', (compression) => {
-  it('writes the same bytes as in-thread compression from an ordinary buffer', async () => {
+  it('writes the same bytes as in-thread compression of an ordinary copy of the pages', async () => {
     const a = join(dir, `s0-${compression}.kdump`);
     const b = join(dir, `s2-${compression}.kdump`);
     const shared = Buffer.from(new SharedArrayBuffer(image.length));
