@@ -586,9 +586,13 @@ export class CrashSession {
     const deferred = !this.offline && this.backend !== null && !this.report.memory.releasesImmediately;
     const written: { chunk: Chunk; info: Omit<ChunkInfo, 'durableAtMs'> }[] = [];
     this.startScheduler(ordered, done);
-    // Two buffers: the next block is read while the current one is compressed and written. Shared
-    // memory, so that the writer's compression workers read the pages in place instead of a copy.
-    const bufs = [Buffer.from(new SharedArrayBuffer(blockBytes)), Buffer.from(new SharedArrayBuffer(blockBytes))];
+    // Two buffers: the next block is read while the current one is compressed and written. In shared
+    // memory when the writer has compression workers, which then read the pages in place instead of
+    // a copy; otherwise ordinary memory (filling a shared buffer — a source's zero runs — is done
+    // element by element and cost the simulated host's full dump twice its time).
+    const workers = (writer as { workers?: number }).workers ?? 0;
+    const block = () => (workers > 0 ? Buffer.from(new SharedArrayBuffer(blockBytes)) : Buffer.allocUnsafeSlow(blockBytes));
+    const bufs = [block(), block()];
     let which = 0;
     try {
       for (let seq = 0; seq < ordered.length; seq++) {
