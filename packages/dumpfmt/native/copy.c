@@ -71,6 +71,20 @@ static int write_full(int fd, const void *p, size_t n) {
   return 0;
 }
 
+/* pwrite all of [p, p+n) at pos. Returns 0 or -errno. */
+static int64_t write_at(const char *p, size_t n, off_t pos) {
+  size_t w = 0;
+  while (w < n) {
+    ssize_t k = pwrite(OUT_FD, p + w, n - w, pos + (off_t)w);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    w += (size_t)k;
+  }
+  return 0;
+}
+
 /* Copy [in, in+n) to out with pread/pwrite. Returns bytes copied (< n at input EOF) or -errno. */
 static int64_t copy_rw(off_t in, off_t out, uint64_t n) {
   uint64_t done = 0;
@@ -83,15 +97,8 @@ static int64_t copy_rw(off_t in, off_t out, uint64_t n) {
       return -errno;
     }
     if (r == 0) break;
-    size_t w = 0;
-    while (w < (size_t)r) {
-      ssize_t k = pwrite(OUT_FD, buf + w, (size_t)r - w, out + (off_t)done + (off_t)w);
-      if (k < 0) {
-        if (errno == EINTR) continue;
-        return -errno;
-      }
-      w += (size_t)k;
-    }
+    int64_t e = write_at(buf, (size_t)r, out + (off_t)done);
+    if (e < 0) return e;
     done += (uint64_t)r;
   }
   return (int64_t)done;
@@ -152,7 +159,6 @@ static int64_t do_copy(uint64_t in, uint64_t out, uint64_t len, uint64_t *copied
 #define PACK_PAGE 4096
 #define PACK_MAX ((uint64_t)64 << 20)
 static uint64_t pack_cursor;
-static char *pack_buf;
 
 static int page_is_zero(const char *p) {
   const uint64_t *w = (const uint64_t *)(const void *)p;
@@ -162,29 +168,16 @@ static int page_is_zero(const char *p) {
   return acc == 0;
 }
 
-static int64_t write_at(const char *p, size_t n, off_t pos) {
-  size_t w = 0;
-  while (w < n) {
-    ssize_t k = pwrite(OUT_FD, p + w, n - w, pos + (off_t)w);
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    w += (size_t)k;
-  }
-  return 0;
-}
-
 /* PACK: see the top of the file. zbits has room for len / PACK_PAGE bits. */
 static int64_t do_pack(uint64_t in, uint64_t out, uint64_t len, unsigned char *zbits, uint64_t *written) {
   *written = 0;
-  if (!pack_buf && !(pack_buf = malloc(BUF_BYTES))) return -ENOMEM;
+  if (!buf && !(buf = malloc(BUF_BYTES))) return -ENOMEM;
   uint64_t page = 0;
   for (uint64_t done = 0; done < len;) {
     size_t want = len - done > BUF_BYTES ? BUF_BYTES : (size_t)(len - done);
     size_t got = 0;
     while (got < want) {
-      ssize_t r = pread(IN_FD, pack_buf + got, want - got, (off_t)(in + done + got));
+      ssize_t r = pread(IN_FD, buf + got, want - got, (off_t)(in + done + got));
       if (r < 0) {
         if (errno == EINTR) continue;
         return -errno;
@@ -192,14 +185,14 @@ static int64_t do_pack(uint64_t in, uint64_t out, uint64_t len, unsigned char *z
       if (r == 0) break; /* input EOF: the rest reads as zero */
       got += (size_t)r;
     }
-    if (got < want) memset(pack_buf + got, 0, want - got);
+    if (got < want) memset(buf + got, 0, want - got);
     /* runs of non-zero pages go out in one write each */
     size_t run = 0, runPages = 0;
     for (size_t off = 0; off < want; off += PACK_PAGE, page++) {
-      if (page_is_zero(pack_buf + off)) {
+      if (page_is_zero(buf + off)) {
         zbits[page / 8] |= (unsigned char)(1u << (page % 8));
         if (runPages) {
-          int64_t e = write_at(pack_buf + run, runPages * PACK_PAGE, (off_t)(out + *written));
+          int64_t e = write_at(buf + run, runPages * PACK_PAGE, (off_t)(out + *written));
           if (e < 0) return e;
           *written += runPages * PACK_PAGE;
           runPages = 0;
@@ -210,7 +203,7 @@ static int64_t do_pack(uint64_t in, uint64_t out, uint64_t len, unsigned char *z
       runPages++;
     }
     if (runPages) {
-      int64_t e = write_at(pack_buf + run, runPages * PACK_PAGE, (off_t)(out + *written));
+      int64_t e = write_at(buf + run, runPages * PACK_PAGE, (off_t)(out + *written));
       if (e < 0) return e;
       *written += runPages * PACK_PAGE;
     }

@@ -87,17 +87,13 @@ static packer_t *packer_for(napi_env env, int level) {
   return p;
 }
 
-static int typed_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+/* The data and element count of a typed array of the given type; 0 when v is not one. */
+static int typed_array(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
   bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
   napi_typedarray_type t;
-  size_t n;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &t, &n, &d, NULL, NULL) != napi_ok) return 0;
-  if (t != napi_uint8_array) return 0;
-  *data = d;
-  *len = n;
-  return 1;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+  if (napi_get_typedarray_info(env, v, &t, len, data, NULL, NULL) != napi_ok) return 0;
+  return t == want;
 }
 
 static napi_value pack_pages(napi_env env, napi_callback_info info) {
@@ -106,23 +102,17 @@ static napi_value pack_pages(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 8) THROW("packPages: 8 arguments expected");
   uint8_t *src, *dst;
-  size_t srcLen, dstLen;
-  if (!typed_bytes(env, argv[0], &src, &srcLen)) THROW("packPages: src must be a Uint8Array");
+  size_t srcLen, dstLen, sizesLen;
+  int32_t *sizes;
+  if (!typed_array(env, argv[0], napi_uint8_array, (void **)&src, &srcLen)) THROW("packPages: src must be a Uint8Array");
   int64_t srcOff, pages, ps;
   int32_t level;
   bool excludeZero;
   CHECK(napi_get_value_int64(env, argv[1], &srcOff));
   CHECK(napi_get_value_int64(env, argv[2], &pages));
   CHECK(napi_get_value_int64(env, argv[3], &ps));
-  if (!typed_bytes(env, argv[4], &dst, &dstLen)) THROW("packPages: dst must be a Uint8Array");
-  bool isTa;
-  napi_typedarray_type st;
-  size_t sizesLen;
-  void *sizesData;
-  CHECK(napi_is_typedarray(env, argv[5], &isTa));
-  if (!isTa) THROW("packPages: sizes must be an Int32Array");
-  CHECK(napi_get_typedarray_info(env, argv[5], &st, &sizesLen, &sizesData, NULL, NULL));
-  if (st != napi_int32_array) THROW("packPages: sizes must be an Int32Array");
+  if (!typed_array(env, argv[4], napi_uint8_array, (void **)&dst, &dstLen)) THROW("packPages: dst must be a Uint8Array");
+  if (!typed_array(env, argv[5], napi_int32_array, (void **)&sizes, &sizesLen)) THROW("packPages: sizes must be an Int32Array");
   CHECK(napi_get_value_bool(env, argv[6], &excludeZero));
   CHECK(napi_get_value_int32(env, argv[7], &level));
 
@@ -138,7 +128,6 @@ static napi_value pack_pages(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "packPages: cannot set up a zlib stream");
     return NULL;
   }
-  int32_t *sizes = sizesData;
   uint64_t used = 0;
   for (int64_t i = 0; i < pages; i++) {
     const uint8_t *page = src + srcOff + (uint64_t)i * (uint64_t)ps;

@@ -40,9 +40,17 @@ export function nativeCopyHelper(): string | null {
   }
 }
 
+/** A reply: the byte count, and the bytes that follow it (PACK's zero-page bits; empty otherwise). */
+interface Reply {
+  copied: number;
+  extra: Buffer;
+}
+
+const NO_EXTRA = Buffer.alloc(0);
+
 interface Pending {
-  resolve: (copied: number, extra: Buffer) => void;
-  /** Bytes that follow this request's reply (PACK's zero-page bits). */
+  resolve: (r: Reply) => void;
+  /** Bytes that follow this request's reply. */
   extra: number;
   reject: (e: Error) => void;
   what: string;
@@ -104,10 +112,11 @@ export class NativeCopier {
       const status = Number(buf.readBigInt64LE(0));
       const copied = Number(buf.readBigUInt64LE(8));
       const p = this.pending.shift();
-      const extra = Buffer.from(buf.subarray(REP, REP + (p?.extra ?? 0)));
-      buf = buf.subarray(REP + (p?.extra ?? 0));
+      const n = p?.extra ?? 0;
+      const extra = n ? Buffer.from(buf.subarray(REP, REP + n)) : NO_EXTRA;
+      buf = buf.subarray(REP + n);
       if (!p) continue;
-      if (status === 0) p.resolve(copied, extra);
+      if (status === 0) p.resolve({ copied, extra });
       else {
         const name = ERRNO_NAMES.get(-status) ?? `errno ${-status}`;
         const err = Object.assign(new Error(`${name}: ${p.what} of ${this.outPath} failed`), { code: name, errno: status });
@@ -123,7 +132,7 @@ export class NativeCopier {
     for (const p of this.pending.splice(0)) p.reject(this.dead);
   }
 
-  private request(op: number, flags: number, a: number, b: number | bigint, c: number, what: string, extra = 0, onExtra?: (b: Buffer) => void): Promise<number> {
+  private request(op: number, flags: number, a: number, b: number | bigint, c: number, what: string, extra = 0): Promise<Reply> {
     if (this.dead) return Promise.reject(this.dead);
     if (this.closed) return Promise.reject(new VcvError('VCV_ERR_INTERNAL', 'native copy helper used after close'));
     const req = Buffer.alloc(REQ);
@@ -132,16 +141,8 @@ export class NativeCopier {
     req.writeBigUInt64LE(BigInt(a), 8);
     req.writeBigUInt64LE(BigInt(b), 16);
     req.writeBigUInt64LE(BigInt(c), 24);
-    const p = new Promise<number>((resolve, reject) => {
-      this.pending.push({
-        resolve: (copied, bits) => {
-          onExtra?.(bits);
-          resolve(copied);
-        },
-        reject,
-        what,
-        extra,
-      });
+    const p = new Promise<Reply>((resolve, reject) => {
+      this.pending.push({ resolve, reject, what, extra });
       this.child.stdin!.write(req);
     });
     this.last = p.catch(() => undefined);
@@ -150,7 +151,7 @@ export class NativeCopier {
 
   /** Copy `len` bytes of the input at `inPos` to the output at `outPos`; resolves with the data bytes (holes excluded). */
   copy(inPos: number, outPos: number, len: number, writeback = true): Promise<number> {
-    return this.request(OP_COPY, writeback ? 1 : 0, inPos, outPos, len, 'copying page data');
+    return this.request(OP_COPY, writeback ? 1 : 0, inPos, outPos, len, 'copying page data').then((r) => r.copied);
   }
 
   /**
@@ -161,9 +162,8 @@ export class NativeCopier {
    */
   pack(inPos: number, outPos: number | null, len: number, writeback = true): Promise<{ written: number; zero: Buffer }> {
     if (len % PACK_PAGE !== 0 || len > PACK_MAX_BYTES || len < 0) return Promise.reject(new VcvError('VCV_ERR_INTERNAL', `pack(): bad length ${len}`));
-    let zero: Buffer = Buffer.alloc(0);
-    return this.request(OP_PACK, writeback ? 1 : 0, inPos, outPos === null ? CONTINUE : outPos, len, 'writing page data', Math.ceil(len / PACK_PAGE / 8), (b) => (zero = b)).then(
-      (written) => ({ written, zero }),
+    return this.request(OP_PACK, writeback ? 1 : 0, inPos, outPos === null ? CONTINUE : outPos, len, 'writing page data', Math.ceil(len / PACK_PAGE / 8)).then(
+      (r) => ({ written: r.copied, zero: r.extra }),
     );
   }
 
