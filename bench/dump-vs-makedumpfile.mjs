@@ -228,6 +228,7 @@ const machine = {
   reps,
   nativeCopyHelper: fs.existsSync(path.join(ROOT, 'packages/dumpfmt/native/build/vicover-copy')) && process.env.VICOVER_NATIVE_COPY !== '0',
   nativePacker: fs.existsSync(path.join(ROOT, 'packages/dumpfmt/native/build/vicover-pack.node')) && process.env.VICOVER_NATIVE_PACK !== '0',
+  nativeClassifier: fs.existsSync(path.join(ROOT, 'plugins/linux/native/build/vicover-classify.node')) && process.env.VICOVER_NATIVE_CLASSIFY !== '0',
 };
 
 const f = (x) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(2));
@@ -249,5 +250,5 @@ for (const r of results) {
   const loads = r.rows.flatMap((row) => [row.makedumpfile.loadMax, ...inputs.map((i) => row.ours[i].loadMax)]).filter((x) => x !== undefined);
   lines.push(`\nload average (1 min) during the runs: up to ${f(Math.max(...loads))}`);
 }
-process.stdout.write(`dump benchmark — ${machine.date}, ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB} GiB, ${machine.node}, ${machine.makedumpfile}, output on ${machine.disk}, median of ${reps}, native copy helper ${machine.nativeCopyHelper ? 'on' : 'off'}, native packer ${machine.nativePacker ? 'on' : 'off'}\n${lines.join('\n')}\n`);
+process.stdout.write(`dump benchmark — ${machine.date}, ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB} GiB, ${machine.node}, ${machine.makedumpfile}, output on ${machine.disk}, median of ${reps}, native copy helper ${machine.nativeCopyHelper ? 'on' : 'off'}, native packer ${machine.nativePacker ? 'on' : 'off'}, native classifier ${machine.nativeClassifier ? 'on' : 'off'}\n${lines.join('\n')}\n`);
 if (args.json) process.stdout.write(JSON.stringify({ machine, results }) + '\n');

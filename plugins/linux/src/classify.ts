@@ -36,6 +36,7 @@ import type { MemSection, MemSectionLayout } from './mem-section.js';
 import type { FlagBit, PageLayout } from './page-layout.js';
 import { PAGE_SIZE } from './paging.js';
 import { hex } from './reader.js';
+import { nativeClassifier, type NativeClassifier } from './native-classify.js';
 
 export const DL_EXCLUDE_ZERO = 1;
 export const DL_EXCLUDE_CACHE = 2;
@@ -95,6 +96,8 @@ export interface ClassifyResult {
   readonly refcountZero: RefcountZeroStats;
   readonly anomalies: ClassifyAnomalies;
   readonly elapsedMs: number;
+  /** Which decode ran: the native loop (native/classify.c) or the JavaScript one. */
+  readonly decoder: 'native' | 'javascript';
 }
 
 export interface ClassifyOptions {
@@ -106,6 +109,8 @@ export interface ClassifyOptions {
   readonly blockBytes?: number;
   /** Reads kept in flight in memory in use, the one being decoded included (default 4; 1: no read-ahead). */
   readonly readAhead?: number;
+  /** Use the native decode when it is built (default true; false: the JavaScript loop, same answers). */
+  readonly native?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -443,12 +448,15 @@ export class Classifier {
   readonly excluded: Uint8Array;
   private readonly params: Int32Array;
   private readonly st = new Float64Array(S_COUNT);
+  private readonly native: NativeClassifier | null;
 
   constructor(
     readonly layout: PageLayout,
     readonly maxPfn: number,
     readonly dumpLevel: number,
     readonly rule: FreeRule,
+    /** Use the native decode when it is built (false: the JavaScript loop). */
+    native = true,
   ) {
     if (!Number.isInteger(dumpLevel) || dumpLevel < 0 || dumpLevel > 31) {
       throw new VcvError('VCV_ERR_USAGE', `dump level ${dumpLevel} is not 0–31`, { dumpLevel });
@@ -458,6 +466,12 @@ export class Classifier {
     }
     this.excluded = new Uint8Array(Math.ceil(maxPfn / 8));
     this.params = loopParams(layout, dumpLevel, this.dropsRefcountZero);
+    this.native = native ? nativeClassifier(P_COUNT, S_COUNT) : null;
+  }
+
+  /** Which decode classifyBlock() runs. */
+  get decoder(): 'native' | 'javascript' {
+    return this.native ? 'native' : 'javascript';
   }
 
   private get dropsRefcountZero(): boolean {
@@ -489,8 +503,15 @@ export class Classifier {
    * in pfn order.
    */
   classifyBlock(words: Int32Array, bytes: Uint8Array, blockPfn: number, nPages: number, from: number, to: number): void {
-    classifyRun(this.params, words, bytes, this.excluded, this.st, blockPfn, nPages, from, to, this.maxPfn);
+    if (this.native) this.native.classifyRun(this.params, bytes, this.excluded, this.st, blockPfn, nPages, from, to, this.maxPfn);
+    else
+      classifyRun(this.params, words, bytes, this.excluded, this.st, blockPfn, nPages, from, to, this.maxPfn);
   }
+}
+
+/** True when the native decode is built and on: classifications need no JIT warm-up. */
+export function nativeDecodeAvailable(): boolean {
+  return nativeClassifier(P_COUNT, S_COUNT) !== null;
 }
 
 /**
@@ -602,7 +623,7 @@ export function warmUpClassifier(layout: PageLayout, pages = 65536): void {
   for (let round = 0; round < 3; round++) {
     for (const level of [31, 16, 2, 4, 8, 0]) {
       for (const rule of ['buddy', 'refcount-zero'] as const) {
-        const c = new Classifier(layout, pages, level, rule);
+        const c = new Classifier(layout, pages, level, rule, false);
         for (let b = 0; b < pages; b += block) c.classifyBlock(words, bytes, 0, pages, b, Math.min(pages, b + block));
       }
     }
@@ -734,7 +755,7 @@ export async function classifyPages(
   const t0 = performance.now();
   const level = opts.dumpLevel ?? 31;
   const rule = opts.rule ?? 'buddy';
-  const c = new Classifier(layout, maxPfn, level, rule);
+  const c = new Classifier(layout, maxPfn, level, rule, opts.native ?? true);
   const size = layout.size;
   const ram = ramPfnIntervals(ranges);
   const ramPages = ram.reduce((n, [s, e]) => n + (Math.min(e, maxPfn) - Math.min(s, maxPfn)), 0);
@@ -1003,6 +1024,7 @@ export async function classifyPages(
     refcountZero: { ...c.refcountZero },
     anomalies: { ...c.anomalies },
     elapsedMs: performance.now() - t0,
+    decoder: c.decoder,
   };
 }
 

@@ -14,7 +14,7 @@
  */
 import { STAGE, type CrashSession, type PageSet, type Vicover, type VicoverPlugin } from '@vicover/core';
 import { VcvError, isVcvError } from '@vicover/errors';
-import { applyExclusions, warmUpClassifier, type ClassifyResult, type FreeRule } from './classify.js';
+import { applyExclusions, nativeDecodeAvailable, warmUpClassifier, type ClassifyResult, type FreeRule } from './classify.js';
 import { pageLayoutFromVmcoreinfo } from './page-layout.js';
 import { LINUX_6_1_LAYOUT } from './synth/kernel.js';
 import { Vmcoreinfo, formatVmcoreinfo } from './vmcoreinfo.js';
@@ -40,7 +40,7 @@ export interface LinuxPluginOptions {
   readonly maxFreeFraction: number;
   /** Give up (full dump) when struct pages show more than this many impossible values. */
   readonly maxAnomalies: number;
-  /** Optimise the classifier's hot loop right after start-up (so the first crash does not pay for JIT). */
+  /** Optimise the classifier's JavaScript loop right after start-up (so the first crash does not pay for JIT); nothing to do when the native decode is built. */
   readonly warmUp: boolean;
 }
 
@@ -78,7 +78,7 @@ export const optionsSchema = {
     warmUp: {
       type: 'boolean',
       default: true,
-      description: "Run the page classifier once on synthetic data after start-up, so the first crash does not pay for V8's JIT warm-up.",
+      description: "Run the page classifier's JavaScript loop once on synthetic data after start-up, so the first crash does not pay for V8's JIT warm-up. Skipped when the native decode (native/classify.c) is built.",
     },
   },
 } as const;
@@ -281,6 +281,7 @@ export async function linuxSelectPages(pages: PageSet, session: LinuxSessionLike
     coveredPages: r.coveredPages,
     sections: r.sections,
     classifyMs: Math.round(r.elapsedMs),
+    decoder: r.decoder,
     gibPerSecond: seconds > 0 ? Math.round(((r.ramPages * 4096) / 2 ** 30 / seconds) * 10) / 10 : null,
     vmcoreinfo: kernel.found.origin,
   };
@@ -300,7 +301,7 @@ const plugin: VicoverPlugin<Partial<LinuxPluginOptions>> = {
     const opts = { ...DEFAULTS, ...options };
     core.hooks.onCrash.tapPromise({ name: PLUGIN_NAME, stage: STAGE.TRIAGE }, (session) => linuxOnCrash(session, opts));
     core.hooks.selectPages.tapPromise({ name: PLUGIN_NAME, stage: STAGE.FILTER }, (pages, session) => linuxSelectPages(pages, session, opts));
-    if (opts.warmUp) {
+    if (opts.warmUp && !nativeDecodeAvailable()) {
       setTimeout(() => {
         try {
           warmUp();
