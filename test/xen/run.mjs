@@ -99,6 +99,10 @@ export function verify(s, dir, r) {
       const rb = v.rebootedRecovery ?? {};
       check(n, 'the toolstack restarted the recovery domain under a new domid (shut down with reason reboot)', rb.newDomid > 0 && rb.newDomid !== rb.domid, `domid ${rb.domid} → ${rb.newDomid}${rb.err ? `: ${rb.err}` : ''}`);
       check(n, 'the session followed the restarted recovery domain', v.recoveryFollowed === true);
+      check(n, 'report.json counts the restart (recovery.backend)', report.recovery?.backend?.restarts >= 1 && report.recovery.backend.domid === rb.newDomid, JSON.stringify(report.recovery?.backend ?? null));
+    } else {
+      // Whatever happened in boot, the report says it (a restart here is the flake docs/xen.md describes).
+      check(n, 'report.json has the recovery domain\'s facts (recovery.backend)', Number.isInteger(report.recovery?.backend?.domid) && Number.isInteger(report.recovery?.backend?.restarts), JSON.stringify(report.recovery?.backend ?? null));
     }
     const rel = cap.release ?? {};
     if (s.type === 'pvh') {

@@ -122,6 +122,11 @@ export interface Backend {
   watchConsole?(vm: VmHandle, onLine: (line: string) => void): () => void;
   /** Where a started VM's services are reachable from the host, e.g. forwarded ports. Optional. */
   endpointsOf?(vm: VmHandle): Readonly<Record<string, string>>;
+  /**
+   * Facts about a started VM worth a place in the crash report (`recovery.backend`), e.g. that the
+   * toolstack restarted it and how often. Plain JSON values. Optional.
+   */
+  vmInfo?(vm: VmHandle): Readonly<Record<string, unknown>>;
   /** Smallest step the backend can grow a VM by (bytes); chunks are aligned to it. */
   readonly growGranularityBytes: number;
   /** True when this backend is a simulation (every output says so). */

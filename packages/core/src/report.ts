@@ -38,7 +38,7 @@ export interface CrashReport {
     /** Bytes the session could not write to disk (a counting sink, e.g. simulated guests beyond the disk). */
     sink?: string;
   };
-  recovery: { vm?: string; startedAtMs?: number; recoveredAtMs?: number; check?: string; initialBytes?: number };
+  recovery: { vm?: string; startedAtMs?: number; recoveredAtMs?: number; check?: string; initialBytes?: number; backend?: Record<string, unknown> };
   /** Crash → the service answered again (null if it never did within the timeout). */
   serviceDowntimeSeconds: number | null;
   /** Crash → dump complete and all memory handed over. */

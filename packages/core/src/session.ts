@@ -859,6 +859,13 @@ export class CrashSession {
 
   private async cleanup(): Promise<void> {
     this.scheduler?.stop();
+    if (this.recoveryVm && this.backend?.vmInfo) {
+      try {
+        this.report.recovery.backend = { ...this.backend.vmInfo(this.recoveryVm) };
+      } catch (e) {
+        this.log.warn({ err: e }, `backend ${this.backend.name}: vmInfo failed`);
+      }
+    }
     if (this.sampler) clearInterval(this.sampler);
     this.sampler = null;
     if (this.recoveryVm && this.backend && this.scheduler) {

@@ -127,6 +127,9 @@ function testBackend(vm: VmRef, mem: Buffer, rec: Recorder, sessionDir: () => st
       return 0;
     },
     async stopVm() {},
+    vmInfo(h) {
+      return { handle: h.id, restarts: 0 };
+    },
   };
 }
 
@@ -290,6 +293,9 @@ describe('crash session', () => {
     expect(report.pages.dumped).toBe(8192);
     expect(rec.calls.indexOf('destroy')).toBeGreaterThan(rec.calls.lastIndexOf(rec.calls.filter((c) => c.startsWith('dumped:')).at(-1)!));
     expect(rec.calls).toContain('startVm:32');
+    // What the backend says about the recovery VM goes into the report (and report.json).
+    expect(report.recovery.backend).toEqual({ handle: 'r1', restarts: 0 });
+    expect(JSON.parse(readFileSync(path.join(session.directory!, 'report.json'), 'utf8')).recovery.backend).toEqual({ handle: 'r1', restarts: 0 });
     const r = await KdumpReader.open(session.dumpPath!);
     expect(r.pages).toBe(8192);
     r.close();

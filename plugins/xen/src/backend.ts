@@ -118,6 +118,20 @@ interface RecoveryState {
   /** qdisk: the dom0 QEMU's cgroup and the block device its image lives on. */
   cgroup: string | null;
   device: string | null;
+  /** The I/O limit last set (applied again to a restarted domain's new backend). */
+  limits?: IoLimits | null;
+  /** Disk I/O of the domain's earlier incarnations (before toolstack restarts): vmIoStats adds it, so its counters never go back. */
+  ioBase?: IoStats;
+  /** The current incarnation's counters as last read. */
+  ioLast?: IoStats;
+  /** The current incarnation's blkback devices have been seen (their disappearing then means a restart). */
+  blkbackSeen?: boolean;
+}
+
+const NO_IO: IoStats = { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 };
+
+function addIo(a: IoStats, b: IoStats): IoStats {
+  return { readBytes: a.readBytes + b.readBytes, writeBytes: a.writeBytes + b.writeBytes, readOps: a.readOps + b.readOps, writeOps: a.writeOps + b.writeOps };
 }
 
 function isDefinition(d: VmDefinition): d is VmDefinition & XenDefinition {
@@ -132,6 +146,8 @@ export class XenBackend implements Backend {
   readonly name = 'xen';
   readonly growGranularityBytes: number;
   private readonly xl: Xl;
+  /** Recovery domains whose restart is being followed (follow()). */
+  private readonly following = new Map<string, Promise<number>>();
   private readonly doms = new Map<string, DomState>();
   private readonly recoveries = new Map<string, RecoveryState>();
   private readonly cgroups: CgroupIo;
@@ -617,7 +633,16 @@ export class XenBackend implements Backend {
    * the current domid (the same one when nothing happened); throws when no domain has had the name
    * for as long as a create may take.
    */
-  private async follow(r: RecoveryState, listed?: XlDomain | null): Promise<number> {
+  private follow(r: RecoveryState, listed?: XlDomain | null): Promise<number> {
+    // One at a time per domain: the scheduler's tick, a resize and a measurement may all notice.
+    const busy = this.following.get(r.id);
+    if (busy) return busy;
+    const p = this.followOnce(r, listed).finally(() => this.following.delete(r.id));
+    this.following.set(r.id, p);
+    return p;
+  }
+
+  private async followOnce(r: RecoveryState, listed?: XlDomain | null): Promise<number> {
     let d = listed === undefined ? await this.xl.find(r.id) : listed;
     // Between destroying the old domain and creating the new one the name is listed by neither.
     for (const end = Date.now() + this.o.timeouts.createMs; !d && Date.now() < end; d = await this.xl.find(r.id)) {
@@ -629,11 +654,19 @@ export class XenBackend implements Backend {
     r.domid = d.id;
     r.restarts++;
     this.log.warn({ vm: r.id, was, domid: d.id, restarts: r.restarts }, `xen: the toolstack restarted the recovery domain ${r.id} as domid ${d.id} (it rebooted or faulted in boot); following it`);
+    // The old incarnation's I/O stays counted: its cgroup's final counters (they outlive its QEMU), or
+    // what was last read of its blkback devices (gone with the domain).
+    const last = r.cgroup && r.device ? await this.cgroups.stats(r.cgroup, r.device) : r.ioLast;
+    r.ioBase = addIo(r.ioBase ?? NO_IO, last ?? NO_IO);
+    r.ioLast = undefined;
+    r.blkbackSeen = false;
     // The restart took the memory of the configuration: the handed-over target again.
     await this.memSet(d.id, r.memoryKiB);
     if (r.cgroup) await this.cgroups.remove(r.cgroup);
     r.cgroup = null;
     await this.adoptQdisk(r, this.log.child({ vm: r.id })).catch((e) => this.log.warn({ err: e }, 'xen: the qdisk backend cannot be measured or limited'));
+    // And the I/O limit the policy last set, on the new backend.
+    if (r.limits && r.cgroup && r.device) await this.cgroups.limit(r.cgroup, r.device, r.limits).catch((e) => this.log.warn({ err: e }, 'xen: the I/O limit cannot be set again'));
     await this.writeJson(this.recoveryFile(r.id), r).catch(() => undefined);
     return d.id;
   }
@@ -683,6 +716,9 @@ export class XenBackend implements Backend {
 
   async throttleVm(h: VmHandle, limits: IoLimits | null): Promise<void> {
     const r = this.rec(h);
+    r.limits = limits;
+    // A backend gone means a restarted domain: follow it first, so the limit reaches its new backend.
+    if (r.cgroup && !(await this.cgroups.populated(r.cgroup))) await this.follow(r).catch(() => undefined);
     if (r.cgroup && r.device) {
       await this.cgroups.limit(r.cgroup, r.device, limits);
       return;
@@ -690,16 +726,44 @@ export class XenBackend implements Backend {
     if (limits) this.warnOnce(`nothrottle:${r.id}`, this.log, `xen: ${r.name}'s disk is served by blkback (a kernel thread): its I/O cannot be limited; only the dump writer is throttled`);
   }
 
+  /** Cumulative over the domain's incarnations: a toolstack restart (new domid, new disk backend) does not make the counters go back. */
   async vmIoStats(h: VmHandle): Promise<IoStats> {
     const r = this.rec(h);
-    if (r.cgroup && r.device) return this.cgroups.stats(r.cgroup, r.device);
-    let sum = { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 };
+    let cur = await this.incarnationIo(r);
+    if (cur === null) {
+      // Its disk backend is gone: the toolstack restarted the domain (or it is going away).
+      await this.follow(r).catch(() => undefined);
+      // Still nothing (no restart found, or its backend not there yet): the last counters read.
+      cur = (await this.incarnationIo(r)) ?? r.ioLast ?? NO_IO;
+    }
+    r.ioLast = cur;
+    return addIo(r.ioBase ?? NO_IO, cur);
+  }
+
+  /** The current incarnation's disk I/O, or null when its backend is gone (an emptied qdisk cgroup, a vanished blkback device). */
+  private async incarnationIo(r: RecoveryState): Promise<IoStats | null> {
+    if (r.cgroup && r.device) return (await this.cgroups.populated(r.cgroup)) ? this.cgroups.stats(r.cgroup, r.device) : null;
+    let sum = NO_IO;
+    let missing = false;
+    let seen = false;
     for (const d of r.disks) {
       const dev = vdevId(d.vdev);
-      const st = dev === null ? null : await blkbackStats(r.domid, dev);
-      if (st) sum = { readBytes: sum.readBytes + st.readBytes, writeBytes: sum.writeBytes + st.writeBytes, readOps: sum.readOps + st.readOps, writeOps: sum.writeOps + st.writeOps };
+      if (dev === null) continue;
+      const st = await blkbackStats(r.domid, dev);
+      if (st) {
+        sum = addIo(sum, st);
+        seen = true;
+      } else missing = true;
     }
+    if (missing && r.blkbackSeen) return null; // devices this incarnation had are gone
+    if (seen) r.blkbackSeen = true;
     return sum;
+  }
+
+  /** The recovery domain's facts for the report: its current domid and how often the toolstack restarted it. */
+  vmInfo(h: VmHandle): Readonly<Record<string, unknown>> {
+    const r = this.rec(h);
+    return { domid: r.domid, restarts: r.restarts };
   }
 
   async vmAllocatedBytes(h: VmHandle): Promise<number> {

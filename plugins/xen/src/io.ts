@@ -97,6 +97,12 @@ export class CgroupIo {
     });
   }
 
+  /** False when the group is known to hold no process any more (cgroup.events: populated 0); true otherwise. */
+  async populated(dir: string): Promise<boolean> {
+    const events = await fsp.readFile(path.join(dir, 'cgroup.events'), 'utf8').catch(() => '');
+    return !/^populated 0$/m.test(events);
+  }
+
   async stats(dir: string, dev: string): Promise<IoStats> {
     return parseIoStat(await fsp.readFile(path.join(dir, 'io.stat'), 'utf8').catch(() => ''), dev);
   }

@@ -136,6 +136,7 @@ describe('XenBackend with stand-in xl and helper', () => {
       ...Array(4).fill(['mem-set', String(again.id), '8192k']),
     ]);
     expect(b.domidOf(h)).toBe(again.id);
+    expect(b.vmInfo(h)).toEqual({ domid: again.id, restarts: 1 });
     expect(await b.vmAllocatedBytes(h)).toBe(24576 * PAGE);
     expect(await b.vmIoStats(h)).toEqual({ readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 });
 

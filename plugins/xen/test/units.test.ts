@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePrstatus } from '@vicover/dumpfmt';
 import {
+  CgroupIo,
   HelperClient,
   SyncHelper,
   XenMemorySource,
@@ -77,6 +78,22 @@ describe('toolstack output', () => {
     expect(vdevId('xvda')).toBe(51712);
     expect(vdevId('xvdb')).toBe(51728);
     expect(vdevId('hda')).toBeNull();
+  });
+
+  it('tells a cgroup whose processes are gone (a restarted domain\'s old qdisk QEMU) from one in use', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vicover-cgroup-'));
+    try {
+      const io = new CgroupIo(dir);
+      const g = io.groupOf('web-pvh-recovery');
+      execFileSync('mkdir', ['-p', g]);
+      expect(await io.populated(g)).toBe(true); // no cgroup.events: not known to be empty
+      writeFileSync(path.join(g, 'cgroup.events'), 'populated 1\nfrozen 0\n');
+      expect(await io.populated(g)).toBe(true);
+      writeFileSync(path.join(g, 'cgroup.events'), 'populated 0\nfrozen 0\n');
+      expect(await io.populated(g)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('turns the helper\'s vCPU registers into NT_PRSTATUS notes and keeps the errors', () => {
