@@ -229,6 +229,8 @@ const machine = {
   nativeCopyHelper: fs.existsSync(path.join(ROOT, 'packages/dumpfmt/native/build/vicover-copy')) && process.env.VICOVER_NATIVE_COPY !== '0',
   nativePacker: fs.existsSync(path.join(ROOT, 'packages/dumpfmt/native/build/vicover-pack.node')) && process.env.VICOVER_NATIVE_PACK !== '0',
   nativeClassifier: fs.existsSync(path.join(ROOT, 'plugins/linux/native/build/vicover-classify.node')) && process.env.VICOVER_NATIVE_CLASSIFY !== '0',
+  // Node parses this file of CA certificates at every start (~40 ms here); vicover runs inherit it, makedumpfile does not care.
+  nodeExtraCaCerts: Boolean(process.env.NODE_EXTRA_CA_CERTS),
 };
 
 const f = (x) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(2));
