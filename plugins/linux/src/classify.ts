@@ -244,6 +244,8 @@ function loopParams(L: PageLayout, level: number, dropRefZero: boolean): Int32Ar
 /**
  * The hot loop: classify RAM pfns [from, to) of a block of struct pages (`words`/`bytes` view the
  * block; its first struct page is pfn `blockPfn`; it holds `nPages`). Numbers and typed arrays only.
+ * native/classify.c is the same loop in C; a change here is a change there (test/native-classify.test.ts
+ * compares the two).
  */
 function classifyRun(
   P: Int32Array,
@@ -504,8 +506,7 @@ export class Classifier {
    */
   classifyBlock(words: Int32Array, bytes: Uint8Array, blockPfn: number, nPages: number, from: number, to: number): void {
     if (this.native) this.native.classifyRun(this.params, bytes, this.excluded, this.st, blockPfn, nPages, from, to, this.maxPfn);
-    else
-      classifyRun(this.params, words, bytes, this.excluded, this.st, blockPfn, nPages, from, to, this.maxPfn);
+    else classifyRun(this.params, words, bytes, this.excluded, this.st, blockPfn, nPages, from, to, this.maxPfn);
   }
 }
 
@@ -515,9 +516,10 @@ export function nativeDecodeAvailable(): boolean {
 }
 
 /**
- * Run the hot loop once over a small synthetic struct page array (all page kinds, every dump level),
- * so V8 has optimised it before a crash needs it: the first classification of a small guest is
- * otherwise dominated by JIT warm-up. Takes a few tens of ms; the plugin calls it after start-up.
+ * Run the JavaScript hot loop once over a small synthetic struct page array (all page kinds, every
+ * dump level), so V8 has optimised it before a crash needs it: the first classification of a small
+ * guest is otherwise dominated by JIT warm-up. Takes a few tens of ms; the plugin calls it after
+ * start-up when the native decode is not built (with it, there is nothing to warm up).
  */
 export function warmUpClassifier(layout: PageLayout, pages = 65536): void {
   const size = layout.size;
