@@ -177,8 +177,8 @@ export const ZONE_NORMAL_START = 4 * 1024 * 1024 * 1024;
  * 4 GiB, then the rest of those below, each in address order. The kernel allocates both copies with
  * GFP_KERNEL early at boot (crash_save_vmcoreinfo_init, a subsys_initcall), when the buddy allocator
  * still hands out the low end of the highest zone: on the test guests they sit ~18 MiB into RAM
- * (≤ 3.5 GiB guests, ZONE_DMA32), ~9 MiB above 4 GiB (the 4–4.5 GiB pc guests) and ~1 GiB above it
- * (the 12 GiB guest, where early boot had used more of ZONE_NORMAL) — after 128 MiB of windows and
+ * (≤ 3.5 GiB guests, ZONE_DMA32), ~9 MiB above 4 GiB (the 4–4.5 GiB pc guests) and 1–4.8 GiB above
+ * it (the 12 GiB guest, depending on the boot: early boot had used more of ZONE_NORMAL) — after 128 MiB of windows and
  * 1 GiB of ZONE_NORMAL, not after all 3 GiB below the PCI hole as well. Only the order: every page is
  * scanned (up to the limit) wherever the copies are.
  */
