@@ -4,7 +4,12 @@
 // (spawn to exit; vicover fsyncs before it exits). See docs/performance.md "Selective dump".
 //
 //   npm run build && node bench/dump-ab.mjs [--image big4] [--input elf|ram] [--runs 6] [--json]
-//        [--args="-d 31 --compress zlib"] --variant NAME[=ENV=VALUE,ENV=VALUE] --variant ...
+//        [--args="-d 31 --compress zlib"] [--makedumpfile] --variant NAME[@DIR][=ENV=VALUE,ENV=VALUE] --variant ...
+//
+// NAME@DIR runs the build in another checkout DIR (e.g. `git worktree add /tmp/base HEAD~3`, then
+// `npm ci && npm run build` there), to compare commits. --makedumpfile adds makedumpfile at the same
+// level (`-d N`, `-c` for --compress zlib) on the same input as a reference. Every run is timed
+// through a `sync` after the process, since makedumpfile does not fsync its output.
 //
 // Example: the native page packer against node:zlib, and the precompiled validators against ajv:
 //   node bench/dump-ab.mjs --args="-d 31 --compress zlib" --variant packer --variant js=VICOVER_NATIVE_PACK=0
@@ -31,20 +36,30 @@ const { values: args } = parseArgs({
     args: { type: 'string', default: '-d 31' },
     variant: { type: 'string', multiple: true, default: [] },
     json: { type: 'boolean', default: false },
+    makedumpfile: { type: 'boolean', default: false },
   },
 });
 if (!fs.existsSync(BIN)) throw new Error('build first: npm run build');
-if (args.variant.length < 2) throw new Error('give at least two --variant NAME[=ENV=VALUE,…]');
+if (args.variant.length + (args.makedumpfile ? 1 : 0) < 2) throw new Error('give at least two --variant NAME[@DIR][=ENV=VALUE,…] (or one and --makedumpfile)');
 const variants = args.variant.map((v) => {
-  const [name, ...rest] = v.split('=');
+  const [spec0, ...rest] = v.split('=');
+  const [name, root] = spec0.split('@');
+  const bin = root ? path.join(path.resolve(root), 'packages/cli/dist/bin.js') : BIN;
+  if (!fs.existsSync(bin)) throw new Error(`${name}: ${bin} is not built`);
   const env = {};
   const spec = rest.join('=');
   for (const kv of spec ? spec.split(',') : []) {
     const [k, ...val] = kv.split('=');
     env[k] = val.join('=');
   }
-  return { name, env, seconds: [] };
+  return { name, env, seconds: [], argv: (input, out) => [process.execPath, bin, 'dump', input, '-o', out, ...args.args.split(/\s+/).filter(Boolean), '--json'] };
 });
+if (args.makedumpfile) {
+  const a = args.args.split(/\s+/).filter(Boolean);
+  const level = a.includes('-d') ? a[a.indexOf('-d') + 1] : a.includes('--level') ? a[a.indexOf('--level') + 1] : '31';
+  const zlib = a.join(' ').includes('--compress zlib');
+  variants.push({ name: 'makedumpfile', env: {}, seconds: [], argv: (input, out, elf) => ['makedumpfile', '-d', level, ...(zlib ? ['-c'] : []), elf, out] }); // it reads only the ELF
+}
 const dir = await ensureImage(args.image);
 const input = path.join(dir, args.input === 'ram' ? 'ram.img' : 'vmcore.fixed.elf');
 const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vcv-ab-')), 'out.kdump');
@@ -53,12 +68,11 @@ for (let i = 0; i < runs + 1; i++) {
   for (const v of i % 2 ? [...variants].reverse() : variants) {
     fs.rmSync(out, { force: true });
     const t0 = performance.now();
-    const r = spawnSync(process.execPath, [BIN, 'dump', input, '-o', out, ...args.args.split(/\s+/).filter(Boolean), '--json'], {
-      env: { ...process.env, ...v.env },
-      encoding: 'utf8',
-    });
+    const [cmd, ...argv] = v.argv(input, out, path.join(dir, 'vmcore.fixed.elf'));
+    const r = spawnSync(cmd, argv, { env: { ...process.env, ...v.env }, encoding: 'utf8' });
+    spawnSync('sync');
     const s = (performance.now() - t0) / 1000;
-    if (r.status !== 0) throw new Error(`${v.name}: vicover dump exited ${r.status}: ${r.stderr}`);
+    if (r.status !== 0) throw new Error(`${v.name}: ${cmd} exited ${r.status}: ${r.stderr}`);
     if (i > 0) v.seconds.push(s); // the first round warms the page cache
     process.stderr.write(`dump-ab: ${i === 0 ? 'warm-up' : `run ${i}/${runs}`} ${v.name}: ${s.toFixed(3)} s\n`);
   }
@@ -68,8 +82,10 @@ const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+const ref = variants.find((v) => v.name === 'makedumpfile');
 for (const v of variants) {
-  process.stdout.write(`${v.name.padEnd(14)} median ${median(v.seconds).toFixed(3)} s  runs ${v.seconds.map((x) => x.toFixed(2)).join(' ')}  ${JSON.stringify(v.env)}\n`);
+  const ratio = ref && v !== ref ? `  ${(median(v.seconds) / median(ref.seconds)).toFixed(2)}x makedumpfile` : '';
+  process.stdout.write(`${v.name.padEnd(14)} median ${median(v.seconds).toFixed(3)} s${ratio}  runs ${v.seconds.map((x) => x.toFixed(2)).join(' ')}  ${JSON.stringify(v.env)}\n`);
 }
 if (args.json) {
   process.stdout.write(

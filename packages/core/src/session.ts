@@ -413,6 +413,9 @@ export class CrashSession {
       overwrite: this.opts.overwrite === true,
       // The page set is final here and the session only reads it: no copies (64 MiB at 1 TiB).
       adoptBitmaps: true,
+      // The journal's first writer checkpoint is the laid-out file, so it must be on disk first;
+      // a dump without a session directory keeps no journal and is made durable when it is closed.
+      durableLayout: this.dir !== null,
       ...(target ? { fs: target.fs } : {}),
     };
     if (this.settings.format === 'elf') {

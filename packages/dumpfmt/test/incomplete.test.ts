@@ -106,6 +106,18 @@ describe('ENOSPC', () => {
     await expect(KdumpWriter.create(createOpts(join(dir, 'eio-sync3.kdump'), 'none', fs3))).rejects.toMatchObject({ code: 'VCV_ERR_IO' });
   });
 
+  it('durableLayout: false leaves the first fdatasync to finish(), whose failure is then reported', async () => {
+    const path = join(dir, 'eio-late.kdump');
+    const w = await KdumpWriter.create({ ...createOpts(path, 'none', faultyFs({ syncErrno: 'EIO' })), durableLayout: false });
+    await w.writePages(0, image.subarray(0, 10 * PS));
+    await expect(w.finish()).rejects.toMatchObject({ code: 'VCV_ERR_IO' });
+    const epath = join(dir, 'eio-late.elf');
+    await expect(ElfWriter.create({ path: epath, fs: faultyFs({ syncErrno: 'EIO' }), maxPfn: MAXPFN, ram, dump, notes: testNotes() })).rejects.toMatchObject({ code: 'VCV_ERR_IO' });
+    const e = await ElfWriter.create({ path: epath, fs: faultyFs({ syncErrno: 'EIO' }), maxPfn: MAXPFN, ram, dump, notes: testNotes(), durableLayout: false });
+    await e.writePages(0, image.subarray(0, 10 * PS));
+    await expect(e.finish()).rejects.toMatchObject({ code: 'VCV_ERR_IO' });
+  });
+
   it('ELF: ENOSPC gives NO_SPACE and the file keeps e_flags 0x1', async () => {
     const path = join(dir, 'nospace.elf');
     const fs = faultyFs({ budget: 500_000 });

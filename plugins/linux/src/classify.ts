@@ -107,7 +107,13 @@ export interface ClassifyOptions {
   readonly rule?: FreeRule;
   /** Largest read of struct pages, in bytes (default 4 MiB, at most a section; rounded to whole 512-page groups). */
   readonly blockBytes?: number;
-  /** Reads kept in flight in memory in use, the one being decoded included (default 4; 1: no read-ahead). */
+  /**
+   * Reads kept in flight in memory in use, the one being decoded included (default 1: no read-ahead
+   * beyond the kernel's). Each is a buffer of up to a section's struct pages (2 MiB), fresh memory
+   * whose first touch costs a page fault per 4 KiB; on the development VM (~17 µs per fault) 4 took
+   * a 4.5 GiB guest's first classification from 46 to 80 ms, warm or cold page cache, and was no
+   * faster at 256 GiB–1 TiB (docs/performance.md).
+   */
   readonly readAhead?: number;
   /** Use the native decode when it is built (default true; false: the JavaScript loop, same answers). */
   readonly native?: boolean;
@@ -793,7 +799,7 @@ export async function classifyPages(
   const wMax = blocks.reduce((m, b) => Math.max(m, b.n), 1);
   const wMin = Math.min(wMax, MIN_WINDOW_PAGES);
   const syncMax = Math.min(wMax, SYNC_WINDOW_PAGES);
-  const depth = Math.max(1, Math.min(opts.readAhead ?? 4, 64));
+  const depth = Math.max(1, Math.min(opts.readAhead ?? 1, 64));
   let bytesRead = 0;
 
   const cannotRead = (blk: Block, va: bigint, e: unknown): unknown => {

@@ -41,7 +41,11 @@ export interface FindVmcoreinfoOptions {
   readonly scan?: boolean;
   /** Cap on RAM bytes scanned (default 16 GiB). */
   readonly maxScanBytes?: number;
-  /** Read size of the scan (default 8 MiB). */
+  /**
+   * Read size of the scan (default 1 MiB). Larger blocks do not read faster from a file, and the
+   * block buffer is fresh memory whose first touch costs a page fault per 4 KiB: 8 MiB blocks made
+   * the scan of a 4.5 GiB guest's RAM file 2–3× slower on the development VM (docs/performance.md).
+   */
   readonly blockBytes?: number;
   /** Most candidates parsed+validated in a scan (default 64). */
   readonly maxCandidates?: number;
@@ -204,7 +208,7 @@ export async function scanForVmcoreinfo(
   rejected: string[] = [],
   onError?: (e: VcvError) => void,
 ): Promise<FoundVmcoreinfo | undefined> {
-  const blockBytes = Math.max(64 * 1024, Math.floor(Math.min(opts.blockBytes ?? 8 * 1024 * 1024, 256 * 1024 * 1024) / PAGE) * PAGE);
+  const blockBytes = Math.max(64 * 1024, Math.floor(Math.min(opts.blockBytes ?? 1024 * 1024, 256 * 1024 * 1024) / PAGE) * PAGE);
   const maxScan = opts.maxScanBytes ?? 16 * 1024 * 1024 * 1024;
   const maxCandidates = opts.maxCandidates ?? 64;
   const find = opts.inPlace !== false && source.findInPages ? source.findInPages.bind(source) : undefined;

@@ -245,8 +245,8 @@ function randomGuest(seed: number): SyntheticKernel {
 
 describe('classification with skipped reads equals the full read', () => {
   const variants: [string, ClassifyOptions][] = [
-    ['default windows', {}],
-    ['one read in flight', { readAhead: 1 }],
+    ['default windows (one read in flight)', {}],
+    ['four reads in flight', { readAhead: 4 }],
     ['512-page blocks', { blockBytes: 512 * 64 }],
     ['1536-page blocks, 2 in flight', { blockBytes: 1536 * 64, readAhead: 2 }],
   ];

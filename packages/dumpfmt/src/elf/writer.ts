@@ -63,6 +63,8 @@ export interface ElfWriterOptions {
   overwrite?: boolean;
   /** The caller hands `dump` over and never changes it afterwards: no copy (see KdumpWriterOptions). */
   adoptBitmaps?: boolean;
+  /** fdatasync the laid-out file before create() returns (default true; see KdumpWriterOptions). */
+  durableLayout?: boolean;
 }
 
 export interface ElfCheckpoint {
@@ -208,7 +210,7 @@ export class ElfWriter {
     try {
       await writevAll(fh, [p.head, p.notesBlob], 0);
       await fh.truncate(p.fileSize);
-      await fh.datasync();
+      if (opts.durableLayout ?? true) await fh.datasync();
     } catch (e) {
       // A half laid-out file holds no pages yet: remove it rather than leave a broken dump behind.
       await fh.close().catch(() => undefined);

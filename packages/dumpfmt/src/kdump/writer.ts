@@ -91,6 +91,12 @@ export interface KdumpWriterOptions {
    * of written data started as it is written, so the final fdatasync waits for less. Not with `fs`.
    */
   nativeCopy?: boolean;
+  /**
+   * fdatasync the laid-out head (header, notes, bitmaps, descriptor table) before create() returns
+   * (default true), so that state() right after create is a checkpoint resume() can start from. A
+   * caller that keeps no checkpoint (a one-shot dump, made durable by close()) passes false.
+   */
+  durableLayout?: boolean;
 }
 
 export interface KdumpCheckpoint {
@@ -226,7 +232,13 @@ export class KdumpWriter {
 
     const fs = opts.fs ?? nodeFs;
     const fh = await createDumpFile(fs, opts.path, opts.overwrite ?? false);
+    // The helper starts first: its exec overlaps the head's writes below.
+    const fd = (fh as { fd?: unknown }).fd;
+    let copier: NativeCopier | null = null;
     try {
+      if (!opts.fs && opts.nativeCopy !== false && typeof fd === 'number') {
+        copier = NativeCopier.open({ outFd: fd, outPath: opts.path, ...(opts.copyFrom ? { inputPath: opts.copyFrom } : {}) });
+      }
       // Head: header block, sub-header + notes blocks, two bitmaps — one writev.
       const headBlock = Buffer.alloc(PAGE_SIZE);
       encodeDiskDumpHeader(header).copy(headBlock);
@@ -248,15 +260,13 @@ export class KdumpWriter {
         await writeAll(fh, Buffer.alloc(PAGE_SIZE), lay.dataStart);
         dataEnd += PAGE_SIZE;
       }
-      await fh.datasync();
+      if (opts.durableLayout ?? true) await fh.datasync();
       const w = new KdumpWriter(opts.path, fh, header, lay, ramBm, dumpBm, opts.compression, opts.excludeZero, dataEnd, undefined, opts.workers);
-      const fd = (fh as { fd?: unknown }).fd;
-      if (!opts.fs && opts.nativeCopy !== false && typeof fd === 'number') {
-        w.copier = NativeCopier.open({ outFd: fd, outPath: opts.path, ...(opts.copyFrom ? { inputPath: opts.copyFrom } : {}) });
-      }
+      w.copier = copier;
       return w;
     } catch (e) {
       // A half laid-out file holds no pages yet: remove it rather than leave a broken dump behind.
+      await copier?.close().catch(() => undefined);
       await fh.close().catch(() => undefined);
       await fs.unlink(opts.path).catch(() => undefined);
       throw wrapError(e, 'VCV_ERR_IO', `cannot lay out kdump file ${opts.path}`, { file: opts.path });
