@@ -642,12 +642,24 @@ export class XenBackend implements Backend {
     return p;
   }
 
+  /**
+   * For the scheduler's tick (throttleVm, vmIoStats): start following a restart, do not wait for it.
+   * A domain that is really gone keeps follow() looking for up to `timeouts.createMs`, and the tick
+   * would stall that long; the ticks after it see what follow() found.
+   */
+  private followLater(r: RecoveryState): void {
+    void this.follow(r).catch(() => undefined);
+  }
+
   private async followOnce(r: RecoveryState, listed?: XlDomain | null): Promise<number> {
     let d = listed === undefined ? await this.xl.find(r.id) : listed;
     // Between destroying the old domain and creating the new one the name is listed by neither.
-    for (const end = Date.now() + this.o.timeouts.createMs; !d && Date.now() < end; d = await this.xl.find(r.id)) {
+    // Not past stopVm(): the domain was destroyed on purpose.
+    const live = () => this.recoveries.get(r.id) === r;
+    for (const end = Date.now() + this.o.timeouts.createMs; !d && Date.now() < end && live(); d = await this.xl.find(r.id)) {
       await sleep(500);
     }
+    if (!live()) throw new VcvError('VCV_ERR_RECOVERY', `xen: the recovery domain ${r.id} was stopped`, { vm: r.id, domid: r.domid });
     if (!d) throw new VcvError('VCV_ERR_RECOVERY', `xen: the recovery domain ${r.id} (domid ${r.domid}) is gone`, { vm: r.id, domid: r.domid });
     if (d.id === r.domid) return d.id;
     const was = r.domid;
@@ -717,8 +729,12 @@ export class XenBackend implements Backend {
   async throttleVm(h: VmHandle, limits: IoLimits | null): Promise<void> {
     const r = this.rec(h);
     r.limits = limits;
-    // A backend gone means a restarted domain: follow it first, so the limit reaches its new backend.
-    if (r.cgroup && !(await this.cgroups.populated(r.cgroup))) await this.follow(r).catch(() => undefined);
+    // A backend gone means a restarted domain: the limit goes to its new backend, which follow()
+    // sets up and limits with r.limits when it finds the new domain.
+    if (r.cgroup && !(await this.cgroups.populated(r.cgroup))) {
+      this.followLater(r);
+      return;
+    }
     if (r.cgroup && r.device) {
       await this.cgroups.limit(r.cgroup, r.device, limits);
       return;
@@ -729,12 +745,13 @@ export class XenBackend implements Backend {
   /** Cumulative over the domain's incarnations: a toolstack restart (new domid, new disk backend) does not make the counters go back. */
   async vmIoStats(h: VmHandle): Promise<IoStats> {
     const r = this.rec(h);
-    let cur = await this.incarnationIo(r);
+    const cur = await this.incarnationIo(r);
     if (cur === null) {
-      // Its disk backend is gone: the toolstack restarted the domain (or it is going away).
-      await this.follow(r).catch(() => undefined);
-      // Still nothing (no restart found, or its backend not there yet): the last counters read.
-      cur = (await this.incarnationIo(r)) ?? r.ioLast ?? NO_IO;
+      // Its disk backend is gone: the toolstack restarted the domain (or it is going away). Until
+      // follow() has found the new one, the last counters read; follow() then adds the old
+      // incarnation's final counters to ioBase, so the sum never goes back.
+      this.followLater(r);
+      return addIo(r.ioBase ?? NO_IO, r.ioLast ?? NO_IO);
     }
     r.ioLast = cur;
     return addIo(r.ioBase ?? NO_IO, cur);

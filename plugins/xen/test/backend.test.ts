@@ -5,7 +5,7 @@
  * recovery domain's xl.cfg from `xl list -l`, growth with mem-set, destroy. The same walk on a real Xen
  * is `npm run test:xen`.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,6 +144,41 @@ describe('XenBackend with stand-in xl and helper', () => {
     expect(xlState().domains.map((d) => d.name)).toEqual(['web-pvh-recovery']);
     await b.stopVm(h);
     expect(xlState().domains).toEqual([]);
+  });
+
+  it('a recovery domain whose disk backend is gone: the scheduler tick does not wait for the restart to be found', async () => {
+    // createMs far above the test's time limit: a tick that waited for follow() would time the test out.
+    const b = new XenBackend(options(dir, { timeouts: { commandMs: 20_000, createMs: 600_000 } }), silentLogger());
+    const crashes: CrashEvent[] = [];
+    await b.start({ onCrash: (e) => crashes.push(e) });
+    await b.stop();
+    const def = (await b.definitionOf(crashes[0]!.vm)) as unknown as XenDefinition;
+    const h = await b.startVm(def as never, { name: 'web-pvh-recovery', memoryBytes: 4 * 1024 * 1024, maxMemoryBytes: 8 * 1024 * 1024 });
+    // Its qdisk QEMU's cgroup, as adoptQdisk leaves it: counters, then emptied (the QEMU exited).
+    const cg = path.join(dir, 'cgroup', 'qdisk');
+    mkdirSync(cg, { recursive: true });
+    writeFileSync(path.join(cg, 'io.stat'), '254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n');
+    writeFileSync(path.join(cg, 'cgroup.events'), 'populated 1\nfrozen 0\n');
+    const rec = (b as unknown as { recoveries: Map<string, { cgroup: string | null; device: string | null }> }).recoveries.get('web-pvh-recovery')!;
+    rec.cgroup = cg;
+    rec.device = '254:0';
+    const before = await b.vmIoStats(h);
+    expect(before).toEqual({ readBytes: 4096, writeBytes: 8192, readOps: 1, writeOps: 2 });
+    // The toolstack destroyed the domain and has not created it again (or never will).
+    const st = JSON.parse(readFileSync(stateFile, 'utf8'));
+    st.domains.find((d: { name: string }) => d.name === 'web-pvh-recovery').hiddenLists = 1_000_000;
+    writeFileSync(stateFile, JSON.stringify(st));
+    writeFileSync(path.join(cg, 'cgroup.events'), 'populated 0\nfrozen 0\n');
+    const following = (b as unknown as { following: Map<string, Promise<number>> }).following;
+    // Both return at once with what was known, while follow() keeps looking.
+    expect(await b.vmIoStats(h)).toEqual(before);
+    await b.throttleVm(h, { bps: 1 << 20 });
+    expect(following.has('web-pvh-recovery')).toBe(true);
+    expect(b.vmInfo(h)).toMatchObject({ restarts: 0 });
+    // stopVm ends the search (the domain was destroyed on purpose).
+    const search = following.get('web-pvh-recovery')!;
+    await b.stopVm(h);
+    await expect(search).rejects.toMatchObject({ code: 'VCV_ERR_RECOVERY' });
   });
 
   it('PV: release frees nothing until destroy; with pvRelease none it is not even tried', async () => {
