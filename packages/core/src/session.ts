@@ -416,6 +416,9 @@ export class CrashSession {
       // The journal's first writer checkpoint is the laid-out file, so it must be on disk first;
       // a dump without a session directory keeps no journal and is made durable when it is closed.
       durableLayout: this.dir !== null,
+      // Zeroing the descriptor table up front keeps a later ENOSPC away from chunks already dumped
+      // and about to be released; a dump that releases nothing lets the descriptor writes allocate.
+      preallocateDescriptors: this.dir !== null,
       ...(target ? { fs: target.fs } : {}),
     };
     if (this.settings.format === 'elf') {
