@@ -94,7 +94,7 @@ export interface KdumpWriterOptions {
   /**
    * fdatasync the laid-out head (header, notes, bitmaps, descriptor table) before create() returns
    * (default true), so that state() right after create is a checkpoint resume() can start from. A
-   * caller that keeps no checkpoint (a one-shot dump, made durable by close()) passes false.
+   * caller that keeps no checkpoint (a one-shot dump, made durable by finish()) passes false.
    */
   durableLayout?: boolean;
 }
