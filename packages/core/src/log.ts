@@ -74,6 +74,17 @@ export function lazyLogger(make: () => Logger, level: string | (() => string)): 
   const levelOf = typeof level === 'string' ? () => level : level;
   let real: Logger | undefined;
   const get = (): Logger => (real ??= make());
+  // Bound methods of the real logger, each bound once (pino swaps a level's method when the level changes).
+  const bound = new Map<PropertyKey, { fn: unknown; bound: unknown }>();
+  const bind = (target: Logger, prop: PropertyKey): unknown => {
+    const v = (target as unknown as Record<PropertyKey, unknown>)[prop];
+    if (typeof v !== 'function') return v;
+    const b = bound.get(prop);
+    if (b?.fn === v) return b.bound;
+    const f = v.bind(target);
+    bound.set(prop, { fn: v, bound: f });
+    return f;
+  };
   const view: Logger = new Proxy({} as Logger, {
     get(_t, prop) {
       if (real) return bind(real, prop);
@@ -99,9 +110,4 @@ export function lazyLogger(make: () => Logger, level: string | (() => string)): 
     },
   });
   return view;
-}
-
-function bind(target: Logger, prop: PropertyKey): unknown {
-  const v = (target as unknown as Record<PropertyKey, unknown>)[prop];
-  return typeof v === 'function' ? v.bind(target) : v;
 }

@@ -170,20 +170,20 @@ export function caretSatisfies(version: string, range: string): boolean | null {
 }
 
 function checkRange(range: string, label: string, plugin: string, where: { path: string; file?: string }) {
-  const fast = caretSatisfies(CORE_VERSION, range);
-  if (fast === true) return;
-  if (fast === false) {
+  if (!(caretSatisfies(CORE_VERSION, range) ?? semverSatisfies(range, label, plugin, where))) {
     throw new VcvError('VCV_ERR_PLUGIN_VERSION', `${label}: supports @vicover/core ${range}, but this is ${CORE_VERSION}`, { plugin, ...where, coreVersion: CORE_VERSION, range });
   }
+}
+
+/** semver's answer for any range caretSatisfies leaves open; throws for a range that is not one. */
+function semverSatisfies(range: string, label: string, plugin: string, where: { path: string; file?: string }): boolean {
   // Only the two functions needed (the semver index loads a dozen modules).
   const req = createRequire(import.meta.url);
   const semver = { validRange: req('semver/ranges/valid') as typeof Semver.validRange, satisfies: req('semver/functions/satisfies') as typeof Semver.satisfies };
   if (!semver.validRange(range)) {
     throw new VcvError('VCV_ERR_PLUGIN_INVALID', `${label}: coreVersion "${range}" is not a semver range`, { plugin, ...where });
   }
-  if (!semver.satisfies(CORE_VERSION, range, { includePrerelease: true })) {
-    throw new VcvError('VCV_ERR_PLUGIN_VERSION', `${label}: supports @vicover/core ${range}, but this is ${CORE_VERSION}`, { plugin, ...where, coreVersion: CORE_VERSION, range });
-  }
+  return semver.satisfies(CORE_VERSION, range, { includePrerelease: true });
 }
 
 function checkOptions(schema: object, options: Record<string, unknown>, label: string, plugin: string, where: { path: string; file?: string }) {

@@ -404,6 +404,7 @@ export class CrashSession {
       this.report.dump.sink = target.description;
       this.log.info({ sink: target.description }, 'dump output goes through the backend');
     }
+    const journaled = this.dir !== null;
     const common = {
       path: this.dumpFile!,
       maxPfn: pages.maxPfn,
@@ -413,12 +414,12 @@ export class CrashSession {
       overwrite: this.opts.overwrite === true,
       // The page set is final here and the session only reads it: no copies (64 MiB at 1 TiB).
       adoptBitmaps: true,
-      // The journal's first writer checkpoint is the laid-out file, so it must be on disk first;
-      // a dump without a session directory keeps no journal and is made durable when it is closed.
-      durableLayout: this.dir !== null,
-      // Zeroing the descriptor table up front keeps a later ENOSPC away from chunks already dumped
-      // and about to be released; a dump that releases nothing lets the descriptor writes allocate.
-      preallocateDescriptors: this.dir !== null,
+      // With a session directory (a journal): its first writer checkpoint is the laid-out file, so
+      // that goes to disk first, and the descriptor table is zeroed up front so a later ENOSPC stays
+      // away from chunks already dumped and about to be released. A dump without one releases
+      // nothing and is made durable when it is finished.
+      durableLayout: journaled,
+      preallocateDescriptors: journaled,
       ...(target ? { fs: target.fs } : {}),
     };
     if (this.settings.format === 'elf') {
