@@ -52,7 +52,7 @@ const { values: a } = parseArgs({
 const say = (s) => process.stderr.write(`bench:classify: ${s}\n`);
 
 async function simhost() {
-  return import(pathToFileURL(path.join(ROOT, 'plugins/simhost/dist/index.js')).href);
+  return import(pathToFileURL(path.join(ROOT, 'plugins/simhost/dist/index.bundle.js')).href);
 }
 function specOf(gib, free) {
   return { memoryMiB: gib * 1024, freePercent: free };
@@ -90,7 +90,7 @@ if (a.child === 'generate') {
 if (a.child === 'before' || a.child === 'after') {
   const load1 = loadavg()[0];
   const { ensureImage, normalizeSpec, SimGuestMemory } = await simhost();
-  const linux = await import(pathToFileURL(path.join(ROOT, 'plugins/linux/dist/index.js')).href);
+  const linux = await import(pathToFileURL(path.join(ROOT, 'plugins/linux/dist/index.bundle.js')).href);
   const impl = a.child === 'after' ? linux : await import(pathToFileURL(await beforeModule(a['before-ref'])).href);
   const img = await ensureImage(normalizeSpec(specOf(Number(a.gib), Number(a['free-percent']))), a.dir);
   const mem = new SimGuestMemory(img);

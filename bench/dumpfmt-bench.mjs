@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { Bitmap, KdumpWriter, ElfWriter, prstatusNote, vmcoreinfoNote, writableCompressions } = await import(
-  path.join(here, '../packages/dumpfmt/dist/index.js')
+  path.join(here, '../packages/dumpfmt/dist/index.bundle.js')
 );
 
 const PS = 4096;

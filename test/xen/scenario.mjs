@@ -307,7 +307,7 @@ async function runXlCoredump() {
 async function runReader() {
   const dom = await bootDomain('preserve');
   await crash(dom.domid);
-  const { HelperClient, locateHelper } = await import(path.join(PROJECT, 'plugins/xen/dist/index.js'));
+  const { HelperClient, locateHelper } = await import(path.join(PROJECT, 'plugins/xen/dist/index.bundle.js'));
   const bin = await locateHelper({ buildDir: path.join(WORK, 'helper') });
   const raw = path.join(WORK, 'helper.raw');
   const h = HelperClient.start(bin);

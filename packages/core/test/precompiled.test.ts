@@ -18,7 +18,7 @@ interface Run {
 function run(cases: { schema: 'core' | string; data: unknown; tweak?: boolean }[], precompiled: boolean): Run {
   const script = `
     import { createRequire } from 'node:module';
-    const core = await import(${JSON.stringify(path.join(CORE, 'dist/index.js'))});
+    const core = await import(${JSON.stringify(path.join(CORE, 'dist/index.bundle.js'))});
     const cases = JSON.parse(process.argv[1]);
     const results = [];
     for (const c of cases) {
@@ -40,7 +40,7 @@ function run(cases: { schema: 'core' | string; data: unknown; tweak?: boolean }[
   return JSON.parse(out.trim().split('\n').pop()!) as Run;
 }
 
-const linux = path.join(ROOT, 'plugins/linux/dist/index.js');
+const linux = path.join(ROOT, 'plugins/linux/dist/index.bundle.js');
 const CASES = [
   { schema: 'core', data: { mode: 'vicover', dump: { level: 31 } } },
   { schema: 'core', data: { mode: 'vicover', dump: { chunkMb: 64, level: 40 }, plugins: [['linux', {}], 7] } },

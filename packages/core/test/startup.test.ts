@@ -13,7 +13,7 @@ import { caretSatisfies } from '../src/plugin.js';
 
 const require = createRequire(import.meta.url);
 const semver = { satisfies: require('semver/functions/satisfies') as (v: string, r: string, o?: object) => boolean, validRange: require('semver/ranges/valid') as (r: string) => string | null };
-const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+const DIST = fileURLToPath(new URL('../dist/index.bundle.js', import.meta.url));
 
 /** Run a script against the built core in a fresh process; returns its stdout. */
 function fresh(script: string): string {

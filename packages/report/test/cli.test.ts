@@ -141,7 +141,7 @@ describe('the daemon writes report.html next to report.json', () => {
   /** A backend plugin file as a third party would write it: an 8 MiB guest that crashes at start. */
   function crashyDaemon(leak: boolean): { work: string; config: string } {
     const work = mkdtempSync(path.join(tmpdir(), 'vcv-report-daemon-'));
-    const core = pathToFileURL(path.join(ROOT, 'packages/core/dist/index.js')).href;
+    const core = pathToFileURL(path.join(ROOT, 'packages/core/dist/index.bundle.js')).href;
     // leak: start() spawns a child with pipes that stop() never ends — it would hold the process open.
     const startLeak = leak ? `(await import('node:child_process')).spawn('sleep', ['30'], { stdio: ['ignore', 'pipe', 'pipe'] });` : '';
     writeFileSync(

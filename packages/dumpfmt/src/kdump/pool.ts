@@ -3,9 +3,10 @@
  * across all workers, so even a caller that awaits every chunk uses every core; the writer's thread
  * only copies pages into the transfer buffers, merges the results and does the I/O.
  *
- * The worker script is the compiled ./compress-worker.js. When this module runs from TypeScript
- * sources (vitest), the compiled worker is taken from the package's dist/ directory; when there is
- * none, `CompressPool.create` returns undefined and the writer compresses in its own thread.
+ * The worker script is the compiled dist/kdump/compress-worker.js, found from wherever this module
+ * runs: dist/kdump/pool.js, the package bundle dist/index.bundle.js, or (vitest) the TypeScript
+ * sources. When there is none, `CompressPool.create` returns undefined and the writer compresses in
+ * its own thread.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -16,10 +17,12 @@ import type { ChunkScratch, PackedChunk } from './pack.js';
 import type { WorkerJob, WorkerReply } from './compress-worker.js';
 
 export function compressWorkerUrl(): URL | undefined {
-  const here = new URL('./compress-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  const dist = new URL('../../dist/kdump/compress-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(dist))) return dist;
+  // Compiled: this file is dist/kdump/pool.js, or part of the package bundle dist/index.bundle.js
+  // (scripts/bundle-packages.mjs). From TypeScript sources: src/kdump/pool.ts.
+  for (const rel of ['./compress-worker.js', './kdump/compress-worker.js', '../../dist/kdump/compress-worker.js']) {
+    const url = new URL(rel, import.meta.url);
+    if (url.pathname.endsWith('/dist/kdump/compress-worker.js') && existsSync(fileURLToPath(url))) return url;
+  }
   return undefined;
 }
 
