@@ -11,6 +11,7 @@ const nodeInclude = path.resolve(path.dirname(process.execPath), '..', 'include'
 const helpers = [
   ['build/vicover-copy', 'the native copy helper', 'raw dumps are copied through Node', 'gcc, libc6-dev and make'],
   ['build/vicover-pack.node', 'the native page packer', 'zlib pages are compressed with node:zlib', 'gcc, make and zlib1g-dev (and Node.js headers)'],
+  ['build/vicover-spawn.node', 'the posix_spawn starter of the copy helper', 'the copy helper is started with child_process.spawn', 'gcc and make (and Node.js headers)'],
 ];
 for (const [target, what, fallback, needs] of helpers) {
   const r = spawnSync('make', ['-s', '-C', dir, target, `NODE_INCLUDE=${nodeInclude}`], { stdio: 'inherit' });

@@ -9,11 +9,12 @@
  * VICOVER_NATIVE_COPY=0 is set, `NativeCopier.open()` returns null and the writers keep their
  * JavaScript path (pread into a buffer, write it out), which produces the same bytes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { VcvError, wrapError } from '@vicover/errors';
+import { nativeSpawn, spawnPiped, type HelperProcess } from './native-spawn.js';
 
 const OP_COPY = 1;
 const OP_WRITEBACK = 2;
@@ -66,25 +67,28 @@ export class NativeCopier {
   private last: Promise<unknown> = Promise.resolve();
 
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly child: HelperProcess,
     readonly outPath: string,
     /** An input file was given: copy() can be used. */
     readonly hasInput: boolean,
+    /** How the helper was started: posix_spawn (native/spawn.c), or Node's child_process (a fork). */
+    readonly startedWith: 'posix_spawn' | 'child_process',
   ) {
-    child.stdout!.on('data', (d: Buffer) => this.onData(d));
-    child.stderr!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => this.onData(d));
+    child.stderr.on('data', (d: Buffer) => {
       if (this.stderr.length < 4096) this.stderr += d.toString();
     });
     child.on('error', (e) => this.die(e));
     child.on('exit', (code, sig) => {
       if (!this.closed || this.pending.length) this.die(new Error(`vicover-copy exited (${sig ?? code})${this.stderr ? `: ${this.stderr.trim()}` : ''}`));
     });
-    child.stdin!.on('error', (e) => this.die(e));
+    child.stdin.on('error', (e) => this.die(e));
   }
 
   /**
    * Start a helper writing into `outFd` (the dump file, kept open by the caller) and, when given,
-   * reading from `inputPath`. Null when the helper is not available.
+   * reading from `inputPath`. Null when the helper is not available. Started with posix_spawn when
+   * the addon is built (no fork of this process: native-spawn.ts), else with child_process.spawn.
    */
   static open(opts: { outFd: number; outPath: string; inputPath?: string }): NativeCopier | null {
     const bin = nativeCopyHelper();
@@ -92,8 +96,10 @@ export class NativeCopier {
     let inFd: number | null = null;
     try {
       if (opts.inputPath) inFd = fs.openSync(opts.inputPath, 'r');
+      const native = nativeSpawn();
+      if (native) return new NativeCopier(spawnPiped(native, bin, inFd ?? -1, opts.outFd), opts.outPath, inFd !== null, 'posix_spawn');
       const child = spawn(bin, [], { stdio: ['pipe', 'pipe', 'pipe', inFd ?? 'ignore', opts.outFd] });
-      return new NativeCopier(child, opts.outPath, inFd !== null);
+      return new NativeCopier(child as HelperProcess, opts.outPath, inFd !== null, 'child_process');
     } catch {
       return null;
     } finally {
@@ -143,7 +149,7 @@ export class NativeCopier {
     req.writeBigUInt64LE(BigInt(c), 24);
     const p = new Promise<Reply>((resolve, reject) => {
       this.pending.push({ resolve, reject, what, extra });
-      this.child.stdin!.write(req);
+      this.child.stdin.write(req);
     });
     this.last = p.catch(() => undefined);
     return p;
@@ -187,7 +193,7 @@ export class NativeCopier {
       if (this.child.exitCode !== null || this.child.signalCode !== null) resolve();
       else this.child.once('exit', () => resolve());
     });
-    this.child.stdin!.end();
+    this.child.stdin.end();
     await exited;
   }
 }
