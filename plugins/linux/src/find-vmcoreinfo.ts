@@ -177,21 +177,23 @@ export const SCAN_PRIORITY_WINDOW = 64 * 1024 * 1024;
 export const ZONE_NORMAL_START = 4 * 1024 * 1024 * 1024;
 
 /**
- * The order RAM is scanned in: first the start of every range, then the rest of the ranges above
- * 4 GiB, then the rest of those below, each in address order. The kernel allocates both copies with
+ * The order RAM is scanned in: first the start of every range (of those above 4 GiB before those
+ * below), then the rest of the ranges above 4 GiB, then the rest of those below, each in address
+ * order. The kernel allocates both copies with
  * GFP_KERNEL early at boot (crash_save_vmcoreinfo_init, a subsys_initcall), when the buddy allocator
  * still hands out the low end of the highest zone: on the test guests they sit ~18 MiB into RAM
  * (≤ 3.5 GiB guests, ZONE_DMA32), ~9 MiB above 4 GiB (the 4–4.5 GiB pc guests) and 1–4.8 GiB above
- * it (the 12 GiB guest, depending on the boot: early boot had used more of ZONE_NORMAL) — after 128 MiB of windows and
- * 1 GiB of ZONE_NORMAL, not after all 3 GiB below the PCI hole as well. Only the order: every page is
+ * it (the 12 GiB guest, depending on the boot: early boot had used more of ZONE_NORMAL) — after ~9 MiB
+ * on the 4–4.5 GiB guests (the low window came first until 2026-11-29: 64 MiB more, ~25–40 ms of a
+ * dump from the RAM file), and after 128 MiB of windows and 1 GiB of ZONE_NORMAL on the 12 GiB one,
+ * not after all 3 GiB below the PCI hole as well. Only the order: every page is
  * scanned (up to the limit) wherever the copies are.
  */
 export function scanOrder(ranges: readonly { start: number; end: number }[], window = SCAN_PRIORITY_WINDOW): { start: number; end: number }[] {
   const first = ranges.map((r) => ({ start: r.start, end: Math.min(r.end, r.start + window) }));
   const rest = ranges.filter((r) => r.end > r.start + window).map((r) => ({ start: r.start + window, end: r.end }));
-  const high = rest.filter((r) => r.start >= ZONE_NORMAL_START);
-  const low = rest.filter((r) => r.start < ZONE_NORMAL_START);
-  return [...first, ...high, ...low];
+  const isHigh = (r: { start: number }) => r.start >= ZONE_NORMAL_START;
+  return [...first.filter(isHigh), ...first.filter((r) => !isHigh(r)), ...rest.filter(isHigh), ...rest.filter((r) => !isHigh(r))];
 }
 
 /** Page offsets where the kernel's copies start: vmcoreinfo_data (a page) and vmcoreinfo_note (12-byte header + "VMCOREINFO\0" padded to 12). */
