@@ -19,8 +19,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-/** Packages that are not bundled: the CLI (its bin loads its commands lazily, file by file). */
-const SKIP = new Set(['@vicover/cli']);
 
 function workspaces() {
   const out = [];
@@ -31,9 +29,8 @@ function workspaces() {
       const pj = path.join(pkgDir, 'package.json');
       if (!fs.existsSync(pj)) continue;
       const pkg = JSON.parse(fs.readFileSync(pj, 'utf8'));
-      if (SKIP.has(pkg.name)) continue;
-      const def = pkg.exports?.['.']?.default;
-      if (def !== './dist/index.bundle.js') continue; // a package opts in through its exports
+      // A package opts in through its exports (all but the CLI, whose bin loads its commands lazily).
+      if (pkg.exports?.['.']?.default !== './dist/index.bundle.js') continue;
       out.push({ name: pkg.name, dir: pkgDir });
     }
   }

@@ -14,8 +14,8 @@
  *     other ends (close-on-exec), to wrap in sockets. The child's signal mask and dispositions are
  *     reset to the defaults (Node's own, e.g. SIGPIPE ignored, are not inherited).
  *     Throws an Error with the errno name when a pipe or the spawn fails (e.g. ENOENT, EACCES).
- *   waitChild(pid, block) -> null (still running) | [code, signal]
- *     waitpid(pid, WNOHANG unless block): exit code (or -1) and terminating signal number (or 0).
+ *   waitChild(pid) -> null (still running) | [code, signal]
+ *     waitpid(pid, WNOHANG): exit code (or -1) and terminating signal number (or 0).
  *
  * Every descriptor this module creates in the parent is closed on every path. The child's 0–4 are
  * dup2'ed from close-on-exec copies, and every descriptor from 5 on is closed in it
@@ -29,7 +29,6 @@
 #include <node_api.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,8 +62,18 @@ static int close_from(posix_spawn_file_actions_t *fa, int from) {
 #else
   (void)fa;
   (void)from;
-  return ENOSYS; /* no closefrom: the caller falls back to child_process.spawn */
+  return ENOSYS; /* no closefrom: spawnPiped throws, and the copier starts its helper with child_process */
 #endif
+}
+
+/* A close-on-exec copy of fd numbered 10 or above, so that the dup2s to 0..4 in the child never
+ * clobber a descriptor not yet used; the original is closed when `replace` is set. -1 on failure. */
+static int dup_high(int *fd, int replace) {
+  int hi = fcntl(*fd, F_DUPFD_CLOEXEC, 10);
+  if (hi < 0) return -1;
+  if (replace) close(*fd);
+  *fd = hi;
+  return 0;
 }
 
 static void close_all(int *fds, int n) {
@@ -103,26 +112,16 @@ static napi_value spawn_piped(napi_env env, napi_callback_info info) {
     close_all(fds, 8);
     return throw_errno(env, what, err);
   }
-  /* the child's ends above 9 as well: a dup2 to 0..4 below must not clobber one not yet used */
-  int *childEnds[3] = {&in[0], &out[1], &er[1]};
-  for (int i = 0; i < 3; i++) {
-    int hi = fcntl(*childEnds[i], F_DUPFD_CLOEXEC, 10);
-    if (hi < 0) {
-      err = errno;
-      close_all(fds, 8);
-      return throw_errno(env, "dup", err);
-    }
-    close(*childEnds[i]);
-    *childEnds[i] = hi;
-  }
-  /* close-on-exec copies above 9, so that the dup2s below never clobber one another */
+  /* the child's pipe ends (moved) and copies of fd3/fd4 (the caller keeps its own), all above 9 */
+  int *moved[3] = {&in[0], &out[1], &er[1]};
+  for (int i = 0; i < 3; i++)
+    if (dup_high(moved[i], 1)) goto dup_failed;
   for (int i = 0; i < 2; i++) {
     if (src[i] < 0) continue;
-    dup[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
-    if (dup[i] < 0) {
-      err = errno;
-      close_all(fds, 8);
-      return throw_errno(env, "dup", err);
+    dup[i] = src[i];
+    if (dup_high(&dup[i], 0)) {
+      dup[i] = -1;
+      goto dup_failed;
     }
   }
   posix_spawn_file_actions_t fa;
@@ -170,21 +169,24 @@ static napi_value spawn_piped(napi_env env, napi_callback_info info) {
     if (napi_create_int32(env, vals[i], &v) != napi_ok || napi_set_element(env, res, i, v) != napi_ok) return NULL;
   }
   return res;
+
+dup_failed:
+  err = errno;
+  close_all(fds, 8);
+  return throw_errno(env, "dup", err);
 }
 
 static napi_value wait_child(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 1;
+  napi_value argv[1];
   int32_t pid;
-  bool block = false;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || get_int(env, argv[0], &pid) || pid <= 0 ||
-      napi_get_value_bool(env, argv[1], &block) != napi_ok) {
-    napi_throw_type_error(env, NULL, "waitChild(pid > 0, block)");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || get_int(env, argv[0], &pid) || pid <= 0) {
+    napi_throw_type_error(env, NULL, "waitChild(pid > 0)");
     return NULL;
   }
   int status = 0;
   pid_t r;
-  do r = waitpid(pid, &status, block ? 0 : WNOHANG);
+  do r = waitpid(pid, &status, WNOHANG);
   while (r < 0 && errno == EINTR);
   napi_value res = NULL, a, b;
   if (r == 0) {

@@ -97,7 +97,13 @@ export class NativeCopier {
     try {
       if (opts.inputPath) inFd = fs.openSync(opts.inputPath, 'r');
       const native = nativeSpawn();
-      if (native) return new NativeCopier(spawnPiped(native, bin, inFd ?? -1, opts.outFd), opts.outPath, inFd !== null, 'posix_spawn');
+      if (native) {
+        try {
+          return new NativeCopier(spawnPiped(native, bin, inFd ?? -1, opts.outFd), opts.outPath, inFd !== null, 'posix_spawn');
+        } catch {
+          // posix_spawn refused (no closefrom in this libc, …): child_process below says the same or works
+        }
+      }
       const child = spawn(bin, [], { stdio: ['pipe', 'pipe', 'pipe', inFd ?? 'ignore', opts.outFd] });
       return new NativeCopier(child as HelperProcess, opts.outPath, inFd !== null, 'child_process');
     } catch {

@@ -20,12 +20,11 @@ import { fileURLToPath } from 'node:url';
 
 interface SpawnAddon {
   spawnPiped(path: string, fd3: number, fd4: number): [number, number, number, number];
-  waitChild(pid: number, block: boolean): [number, number] | null;
+  waitChild(pid: number): [number, number] | null;
 }
 
 /** What the copier needs of its helper process; a ChildProcess started with three pipes has it too. */
 export interface HelperProcess extends EventEmitter {
-  readonly pid?: number | undefined;
   readonly stdin: Writable;
   readonly stdout: Readable;
   readonly stderr: Readable;
@@ -80,7 +79,7 @@ class PosixChild extends EventEmitter implements HelperProcess {
   private reap(delayMs: number): void {
     let r: [number, number] | null;
     try {
-      r = this.native.waitChild(this.pid, false);
+      r = this.native.waitChild(this.pid);
     } catch {
       r = [-1, 0]; // already reaped by someone else: report an unknown exit rather than wait forever
     }
