@@ -17,8 +17,9 @@
 //   node bench/dump-ab.mjs --args="-d 31" --variant precompiled --variant ajv=VICOVER_PRECOMPILED=0
 //   node bench/dump-ab.mjs --args="-d 31" --variant native --variant js=VICOVER_NATIVE_CLASSIFY=0
 //   node bench/dump-ab.mjs --args="-d 31" --variant posix --variant fork=VICOVER_NATIVE_SPAWN=0
+//   node bench/dump-ab.mjs --args="-d 31" --variant bg --variant nobg=VICOVER_BACKGROUND_SYNC=0
 // Switches: VICOVER_NATIVE_PACK=0, VICOVER_NATIVE_COPY=0, VICOVER_PRECOMPILED=0, VICOVER_NATIVE_CLASSIFY=0,
-// VICOVER_NATIVE_SPAWN=0.
+// VICOVER_NATIVE_SPAWN=0, VICOVER_BACKGROUND_SYNC=0.
 // stdout: one line per variant (with --json, then one JSON object); stderr: each run. Nothing asserted.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

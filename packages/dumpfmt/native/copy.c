@@ -12,16 +12,29 @@
  *                     written: they stay holes of the output, which reads back as the same zeros
  *                     (the writer extends the file once it knows where its data ends).
  *                     flags & 1: start write-back of [b, b + c) afterwards (sync_file_range WRITE).
- *     op 2 WRITEBACK  a = output offset, b = length: start write-back, do not wait.
- *     op 3 DATASYNC   fdatasync(fd 4).
+ *     op 2 WRITEBACK  a = output offset, b = length: start write-back, do not wait. flags & 1: the
+ *                     writer wrote these bytes itself (they count toward op 5's background sync).
+ *     op 3 DATASYNC   fdatasync(fd 4). The reply's byte count is the number of background syncs
+ *                     (op 5) done so far.
  *     op 4 PACK       a = input offset, b = output offset (or ~0: where the previous PACK ended),
  *                     c = length, a multiple of 4096 and at most 64 MiB: the 4 KiB pages of
  *                     [a, a + c) are read (bytes past the input's end read as zero); the pages that
  *                     are not all zero are written one after the other from the output offset, the
  *                     zero pages are not written. flags & 1: start write-back as for COPY.
+ *     op 5 BGSYNC     a = bytes (0: off): from now on, whenever that many bytes have been written by
+ *                     COPY and PACK, or announced by WRITEBACK with flags & 1 (data the writer wrote
+ *                     itself), since the last background sync began, a thread of this helper calls
+ *                     fdatasync on its own open file description of the dump (so the writer's
+ *                     descriptor still sees any write-back error at its own fdatasync: errors are
+ *                     reported to every open file description). Durability stays the writer's final
+ *                     fdatasync; this only starts the flush of the disk's cache while the copy goes on,
+ *                     which on a virtual disk is most of an fdatasync's time. A failed background
+ *                     sync fails every later request.
  *   reply    (16 bytes): i64 status (0, or -errno), u64 bytes of data copied (holes excluded; PACK:
- *                     bytes written); PACK's reply is followed by ceil(c / 4096 / 8) bytes, one bit
- *                     per page, least significant first, set for a zero page.
+ *                     bytes written); PACK's reply is followed by the u64 output offset it wrote
+ *                     from (the writer checks that a PACK sent ahead with "where the previous
+ *                     ended" went where it expects), then ceil(c / 4096 / 8) bytes, one bit per
+ *                     page, least significant first, set for a zero page.
  *
  * copy_file_range falls back to pread/pwrite when the kernel or file systems refuse it (EXDEV,
  * EINVAL, ENOSYS, EOPNOTSUPP). The helper never reads more than a request asks for and exits on
@@ -30,6 +43,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +170,76 @@ static int64_t do_copy(uint64_t in, uint64_t out, uint64_t len, uint64_t *copied
   return 0;
 }
 
+/* Background syncs (op 5): a thread waits until enough bytes were written, then fdatasyncs. */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t thread;
+  int fd;             /* our own open file description of the dump; -1: off */
+  uint64_t threshold; /* bytes between syncs */
+  uint64_t pending;   /* bytes written since the last sync began */
+  uint64_t done;      /* syncs completed */
+  int busy, stop, err;
+} bg = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1, 0, 0, 0, 0, 0, 0};
+
+static void *bg_main(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&bg.mu);
+  for (;;) {
+    while (!bg.stop && bg.pending < bg.threshold) pthread_cond_wait(&bg.cv, &bg.mu);
+    if (bg.stop) break;
+    bg.pending = 0;
+    bg.busy = 1;
+    pthread_mutex_unlock(&bg.mu);
+    int e = fdatasync(bg.fd) < 0 ? errno : 0;
+    pthread_mutex_lock(&bg.mu);
+    bg.busy = 0;
+    bg.done++;
+    if (e && !bg.err) bg.err = e;
+  }
+  pthread_mutex_unlock(&bg.mu);
+  return NULL;
+}
+
+/* Bytes written: wake the sync thread when enough have gathered and it is idle. */
+static void bg_note(uint64_t bytes) {
+  if (bg.fd < 0 || bytes == 0) return;
+  pthread_mutex_lock(&bg.mu);
+  bg.pending += bytes;
+  if (bg.pending >= bg.threshold && !bg.busy) pthread_cond_signal(&bg.cv);
+  pthread_mutex_unlock(&bg.mu);
+}
+
+/* op 5. Returns 0 or -errno. */
+static int64_t bg_start(uint64_t threshold) {
+  pthread_mutex_lock(&bg.mu);
+  int running = bg.fd >= 0;
+  bg.threshold = threshold ? threshold : UINT64_MAX;
+  pthread_mutex_unlock(&bg.mu);
+  if (running || threshold == 0) return 0;
+  char path[32];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", OUT_FD);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  bg.fd = fd;
+  int e = pthread_create(&bg.thread, NULL, bg_main, NULL);
+  if (e) {
+    close(fd);
+    bg.fd = -1;
+    return -e;
+  }
+  return 0;
+}
+
+/* A background sync failed: every later reply says so. */
+static int bg_error(void) {
+  if (bg.fd < 0) return 0;
+  pthread_mutex_lock(&bg.mu);
+  int e = bg.err;
+  pthread_mutex_unlock(&bg.mu);
+  return e;
+}
+
 #define PACK_PAGE 4096
 #define PACK_MAX ((uint64_t)64 << 20)
 static uint64_t pack_cursor;
@@ -242,19 +326,28 @@ int main(void) {
       else {
         status = do_copy(a, b, c, &copied);
         if (status == 0 && (flags & 1) && c > 0) sync_file_range(OUT_FD, (off_t)b, (off_t)c, SYNC_FILE_RANGE_WRITE);
+        bg_note(copied);
       }
     } else if (op == 2) {
       if (a >= LIM || b >= LIM) status = -EINVAL;
       else if (b > 0 && sync_file_range(OUT_FD, (off_t)a, (off_t)b, SYNC_FILE_RANGE_WRITE) < 0) status = -errno;
+      else if (flags & 1) bg_note(b);
     } else if (op == 3) {
       if (fdatasync(OUT_FD) < 0) status = -errno;
+      pthread_mutex_lock(&bg.mu);
+      copied = bg.done;
+      pthread_mutex_unlock(&bg.mu);
+    } else if (op == 5) {
+      status = a >= LIM ? -EINVAL : bg_start(a);
     } else if (op == 4) {
       /* the length is checked before anything else: it sizes the reply */
       if (c > PACK_MAX || c % PACK_PAGE) {
         fprintf(stderr, "vicover-copy: bad PACK length %llu\n", (unsigned long long)c);
         return 2;
       }
-      unsigned char zbits[PACK_MAX / PACK_PAGE / 8];
+      /* the reply goes out in one write: status, bytes written, where from, the zero-page bits */
+      static unsigned char rep[24 + PACK_MAX / PACK_PAGE / 8];
+      unsigned char *zbits = rep + 24;
       size_t zlen = (size_t)((c / PACK_PAGE + 7) / 8);
       memset(zbits, 0, zlen);
       uint64_t out = b == UINT64_MAX ? pack_cursor : b;
@@ -264,16 +357,19 @@ int main(void) {
         status = do_pack(a, out, c, zbits, &copied);
         pack_cursor = out + copied;
         if (status == 0 && (flags & 1) && copied > 0) sync_file_range(OUT_FD, (off_t)out, (off_t)copied, SYNC_FILE_RANGE_WRITE);
+        bg_note(copied);
       }
-      unsigned char rep[16];
+      if (status == 0 && bg_error()) status = -bg_error();
       memcpy(rep, &status, 8);
       memcpy(rep + 8, &copied, 8);
-      if (write_full(1, rep, sizeof rep) < 0 || write_full(1, zbits, zlen) < 0) return 0;
+      memcpy(rep + 16, &out, 8);
+      if (write_full(1, rep, 24 + zlen) < 0) return 0;
       continue;
     } else {
       fprintf(stderr, "vicover-copy: unknown request %u\n", op);
       return 2;
     }
+    if (status == 0 && bg_error()) status = -bg_error();
     unsigned char rep[16];
     memcpy(rep, &status, 8);
     memcpy(rep + 8, &copied, 8);

@@ -144,6 +144,9 @@ describe.skipIf(nativeCopyHelper() === null)('native copy helper', () => {
     expect(bitsA).toEqual([96, 97, 98, 99, 100, 101, 102, 103].map((p) => (isZero(p) ? 1 : 0)));
     const kept = [96, 97, 98, 99, 100, 101, 102, 103].filter((p) => !isZero(p));
     expect(a.written).toBe(kept.length * PS);
+    // each says where it wrote from: the given offset, then where the previous ended
+    expect(a.from).toBe(8192);
+    expect(b.from).toBe(8192 + a.written);
     const file = readFileSync(out);
     kept.forEach((p, i) => expect(file.subarray(8192 + i * PS, 8192 + (i + 1) * PS).equals(expected.subarray(p * PS, (p + 1) * PS))).toBe(true));
     const keptB = [90, 91].filter((p) => !isZero(p));
@@ -177,6 +180,33 @@ describe.skipIf(nativeCopyHelper() === null)('native copy helper', () => {
     expect(w.canCopy).toBe(false);
     for (let s = 0; s < MAXPFN; s += 512) await w.writePages(s, expected.subarray(s * PS, Math.min(MAXPFN, s + 512) * PS));
     expect((await w.finish()).complete).toBe(true);
+  });
+
+  it('backgroundSync: the helper fdatasyncs in the background as bytes are written, and only when asked', async () => {
+    for (const bytes of [PS * 64, 0]) {
+      const out = join(dir, `bg-${bytes}.out`);
+      writeFileSync(out, '');
+      const fd = openSync(out, 'r+');
+      const c = NativeCopier.open({ outFd: fd, outPath: out, inputPath: input })!;
+      if (bytes) expect(await c.backgroundSync(bytes)).toBe(true);
+      // 8 × 256 KiB copied by the helper, then 8 × 256 KiB "written by the caller" and announced
+      for (let i = 0; i < 8; i++) await c.copy(BASE + i * 64 * PS, i * 64 * PS, 64 * PS);
+      for (let i = 8; i < 16; i++) {
+        writeSync(fd, Buffer.alloc(64 * PS, i), 0, 64 * PS, i * 64 * PS);
+        c.writeback(i * 64 * PS, 64 * PS, true);
+      }
+      // The sync thread runs on its own: give it a moment, then ask how many it did.
+      let done = await c.datasync();
+      for (let i = 0; i < 100 && bytes && done < 2; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        done = await c.datasync();
+      }
+      if (bytes) expect(done).toBeGreaterThanOrEqual(2);
+      else expect(done).toBe(0);
+      await c.close();
+      closeSync(fd);
+      expect(readFileSync(out).subarray(0, 64 * PS).equals(expected.subarray(0, 64 * PS))).toBe(true);
+    }
   });
 
   it('reports a failed copy as a coded error naming the file', async () => {

@@ -122,6 +122,8 @@ export interface KdumpCheckpoint {
 type WriterState = 'open' | 'closing' | 'closed';
 
 const ZERO_FILL = Buffer.alloc(8 << 20);
+/** The native helper fdatasyncs in the background after this many bytes (NativeCopier.backgroundSync). */
+const BACKGROUND_SYNC_BYTES = 32 << 20;
 
 export class KdumpWriter {
   private state_: WriterState = 'open';
@@ -238,6 +240,8 @@ export class KdumpWriter {
     try {
       if (!opts.fs && opts.nativeCopy !== false && typeof fd === 'number') {
         copier = NativeCopier.open({ outFd: fd, outPath: opts.path, ...(opts.copyFrom ? { inputPath: opts.copyFrom } : {}) });
+        // Flush the disk's cache while the dump is written, not all at the final fdatasync.
+        if (process.env.VICOVER_BACKGROUND_SYNC !== '0') void copier?.backgroundSync(BACKGROUND_SYNC_BYTES);
       }
       // Head: header block, sub-header + notes blocks, two bitmaps — one writev.
       const headBlock = Buffer.alloc(PAGE_SIZE);
@@ -458,7 +462,7 @@ export class KdumpWriter {
         throw await this.failedWrite(e, 'page data', base);
       }
       this.dataEnd = base + p.dataBytes;
-      this.copier?.writeback(base, p.dataBytes);
+      this.copier?.writeback(base, p.dataBytes, true);
     }
     const desc = p.scratch.desc.subarray(0, p.pages * PAGE_DESC_SIZE);
     for (let k = 0; k < p.pages; k++) {
@@ -541,15 +545,16 @@ export class KdumpWriter {
   /**
    * copyPages() with zero pages excluded: the helper reads each piece's pages from the input and writes
    * the non-zero ones one after the other from the data end (the pieces are sent at once; each goes on
-   * where the previous ended), and says which were zero. Descriptors as writePages() would make them:
-   * the same bytes in the same places.
+   * where the previous ended), and says which were zero and where it wrote from. Descriptors as
+   * writePages() would make them: the same bytes in the same places; a PACK that did not go on where
+   * the previous ended fails the chunk, so no descriptor can point elsewhere.
    */
   private async packFromInput(pieces: number[], runs: number[], firstIdx: number, nPages: number): Promise<ChunkResult> {
     const ps = this.layout.pageSize;
     const base = this.dataEnd;
     const copier = this.copier!;
     // Per piece: its pages, and the helper's answer (null: reads as zero, nothing sent).
-    const jobs: { pages: number; reply: Promise<{ written: number; zero: Buffer }> | null }[] = [];
+    const jobs: { pages: number; reply: Promise<{ written: number; from: number; zero: Buffer }> | null }[] = [];
     let first = true;
     for (let i = 0; i < pieces.length; i += 2) {
       const pos = pieces[i]!;
@@ -571,6 +576,9 @@ export class KdumpWriter {
     try {
       for (const j of jobs) {
         const r = j.reply ? await j.reply : null;
+        if (r && r.from !== base + dataBytes) {
+          throw new VcvError('VCV_ERR_INTERNAL', `the native copy helper wrote page data at offset ${r.from} instead of ${base + dataBytes}`, { file: this.path });
+        }
         let wrote = 0;
         for (let i = 0; i < j.pages; i++, k++) {
           if (!r || (r.zero[i >> 3]! >> (i & 7)) & 1) {
