@@ -32,9 +32,9 @@
  *                     sync fails every later request.
  *   reply    (16 bytes): i64 status (0, or -errno), u64 bytes of data copied (holes excluded; PACK:
  *                     bytes written); PACK's reply is followed by the u64 output offset it wrote
- *                     from (the writer checks that a PACK sent ahead with "where the previous
- *                     ended" went where it expects), then ceil(c / 4096 / 8) bytes, one bit per
- *                     page, least significant first, set for a zero page.
+ *                     from (the writer checks that each went on where the previous one ended),
+ *                     then ceil(c / 4096 / 8) bytes, one bit per page, least significant first, set
+ *                     for a zero page.
  *
  * copy_file_range falls back to pread/pwrite when the kernel or file systems refuse it (EXDEV,
  * EINVAL, ENOSYS, EOPNOTSUPP). The helper never reads more than a request asks for and exits on
@@ -170,24 +170,23 @@ static int64_t do_copy(uint64_t in, uint64_t out, uint64_t len, uint64_t *copied
   return 0;
 }
 
-/* Background syncs (op 5): a thread waits until enough bytes were written, then fdatasyncs. */
+/* Background syncs (op 5): a thread waits until enough bytes were written, then fdatasyncs. It runs
+ * until the process exits (after the writer's own final fdatasync, so nothing is left to sync). */
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  pthread_t thread;
   int fd;             /* our own open file description of the dump; -1: off */
   uint64_t threshold; /* bytes between syncs */
   uint64_t pending;   /* bytes written since the last sync began */
   uint64_t done;      /* syncs completed */
-  int busy, stop, err;
-} bg = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1, 0, 0, 0, 0, 0, 0};
+  int busy, err;
+} bg = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, -1, 0, 0, 0, 0, 0};
 
 static void *bg_main(void *unused) {
   (void)unused;
   pthread_mutex_lock(&bg.mu);
   for (;;) {
-    while (!bg.stop && bg.pending < bg.threshold) pthread_cond_wait(&bg.cv, &bg.mu);
-    if (bg.stop) break;
+    while (bg.pending < bg.threshold) pthread_cond_wait(&bg.cv, &bg.mu);
     bg.pending = 0;
     bg.busy = 1;
     pthread_mutex_unlock(&bg.mu);
@@ -197,7 +196,6 @@ static void *bg_main(void *unused) {
     bg.done++;
     if (e && !bg.err) bg.err = e;
   }
-  pthread_mutex_unlock(&bg.mu);
   return NULL;
 }
 
@@ -222,22 +220,24 @@ static int64_t bg_start(uint64_t threshold) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   bg.fd = fd;
-  int e = pthread_create(&bg.thread, NULL, bg_main, NULL);
+  pthread_t t;
+  int e = pthread_create(&t, NULL, bg_main, NULL);
   if (e) {
     close(fd);
     bg.fd = -1;
     return -e;
   }
+  pthread_detach(t);
   return 0;
 }
 
-/* A background sync failed: every later reply says so. */
-static int bg_error(void) {
-  if (bg.fd < 0) return 0;
+/* A request's status as replied: a failed background sync fails every later request. */
+static int64_t with_bg_error(int64_t status) {
+  if (status != 0 || bg.fd < 0) return status;
   pthread_mutex_lock(&bg.mu);
   int e = bg.err;
   pthread_mutex_unlock(&bg.mu);
-  return e;
+  return e ? -e : 0;
 }
 
 #define PACK_PAGE 4096
@@ -359,7 +359,7 @@ int main(void) {
         if (status == 0 && (flags & 1) && copied > 0) sync_file_range(OUT_FD, (off_t)out, (off_t)copied, SYNC_FILE_RANGE_WRITE);
         bg_note(copied);
       }
-      if (status == 0 && bg_error()) status = -bg_error();
+      status = with_bg_error(status);
       memcpy(rep, &status, 8);
       memcpy(rep + 8, &copied, 8);
       memcpy(rep + 16, &out, 8);
@@ -369,7 +369,7 @@ int main(void) {
       fprintf(stderr, "vicover-copy: unknown request %u\n", op);
       return 2;
     }
-    if (status == 0 && bg_error()) status = -bg_error();
+    status = with_bg_error(status);
     unsigned char rep[16];
     memcpy(rep, &status, 8);
     memcpy(rep + 8, &copied, 8);
