@@ -4,11 +4,12 @@
 // (spawn to exit; vicover fsyncs before it exits). See docs/performance.md "Selective dump".
 //
 //   npm run build && node bench/dump-ab.mjs [--image big4] [--input elf|ram] [--runs 6] [--json]
-//        [--args="-d 31 --compress zlib"] [--makedumpfile] --variant NAME[@DIR][=ENV=VALUE,ENV=VALUE] --variant ...
+//        [--args="-d 31 --compress zlib"] [--makedumpfile] [--cp] --variant NAME[@DIR][=ENV=VALUE,ENV=VALUE] --variant ...
 //
 // NAME@DIR runs the build in another checkout DIR (e.g. `git worktree add /tmp/base HEAD~3`, then
 // `npm ci && npm run build` there), to compare commits. --makedumpfile adds makedumpfile at the same
-// level (`-d N`, `-c` for --compress zlib) on the same input as a reference. Every run is timed
+// level (`-d N`, `-c` for --compress zlib) on the same input as a reference; --cp adds `cp INPUT OUT`
+// (the physical ceiling of a `-d 16` raw dump). Every run is timed
 // through a `sync` after the process, since makedumpfile does not fsync its output.
 //
 // Example: the native page packer against node:zlib, and the precompiled validators against ajv:
@@ -18,8 +19,9 @@
 //   node bench/dump-ab.mjs --args="-d 31" --variant native --variant js=VICOVER_NATIVE_CLASSIFY=0
 //   node bench/dump-ab.mjs --args="-d 31" --variant posix --variant fork=VICOVER_NATIVE_SPAWN=0
 //   node bench/dump-ab.mjs --args="-d 31" --variant bg --variant nobg=VICOVER_BACKGROUND_SYNC=0
+//   node bench/dump-ab.mjs --input ram --args="-d 16" --cp --variant bg32 --variant bg128=VICOVER_BACKGROUND_SYNC=128
 // Switches: VICOVER_NATIVE_PACK=0, VICOVER_NATIVE_COPY=0, VICOVER_PRECOMPILED=0, VICOVER_NATIVE_CLASSIFY=0,
-// VICOVER_NATIVE_SPAWN=0, VICOVER_BACKGROUND_SYNC=0.
+// VICOVER_NATIVE_SPAWN=0, VICOVER_BACKGROUND_SYNC=0 (or N: the background sync's step in MiB).
 // stdout: one line per variant (with --json, then one JSON object); stderr: each run. Nothing asserted.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -40,10 +42,11 @@ const { values: args } = parseArgs({
     variant: { type: 'string', multiple: true, default: [] },
     json: { type: 'boolean', default: false },
     makedumpfile: { type: 'boolean', default: false },
+    cp: { type: 'boolean', default: false },
   },
 });
 if (!fs.existsSync(BIN)) throw new Error('build first: npm run build');
-if (args.variant.length + (args.makedumpfile ? 1 : 0) < 2) throw new Error('give at least two --variant NAME[@DIR][=ENV=VALUE,…] (or one and --makedumpfile)');
+if (args.variant.length + (args.makedumpfile ? 1 : 0) + (args.cp ? 1 : 0) < 2) throw new Error('give at least two --variant NAME[@DIR][=ENV=VALUE,…] (or one and --makedumpfile or --cp)');
 const variants = args.variant.map((v) => {
   const [spec0, ...rest] = v.split('=');
   const [name, root] = spec0.split('@');
@@ -63,6 +66,7 @@ if (args.makedumpfile) {
   const zlib = a.join(' ').includes('--compress zlib');
   variants.push({ name: 'makedumpfile', env: {}, seconds: [], argv: (input, out, elf) => ['makedumpfile', '-d', level, ...(zlib ? ['-c'] : []), elf, out] }); // it reads only the ELF
 }
+if (args.cp) variants.push({ name: 'cp', env: {}, seconds: [], argv: (input, out) => ['cp', input, out] }); // the physical ceiling: the input copied whole
 const dir = await ensureImage(args.image);
 const input = path.join(dir, args.input === 'ram' ? 'ram.img' : 'vmcore.fixed.elf');
 const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vcv-ab-')), 'out.kdump');
@@ -86,8 +90,10 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const ref = variants.find((v) => v.name === 'makedumpfile');
+const cpRef = variants.find((v) => v.name === 'cp');
 for (const v of variants) {
-  const ratio = ref && v !== ref ? `  ${(median(v.seconds) / median(ref.seconds)).toFixed(2)}x makedumpfile` : '';
+  let ratio = ref && v !== ref && v !== cpRef ? `  ${(median(v.seconds) / median(ref.seconds)).toFixed(2)}x makedumpfile` : '';
+  if (cpRef && v !== cpRef && v !== ref) ratio += `  ${(median(v.seconds) / median(cpRef.seconds)).toFixed(2)}x cp`;
   process.stdout.write(`${v.name.padEnd(14)} median ${median(v.seconds).toFixed(3)} s${ratio}  runs ${v.seconds.map((x) => x.toFixed(2)).join(' ')}  ${JSON.stringify(v.env)}\n`);
 }
 if (args.json) {

@@ -3,7 +3,7 @@
 // as the physical ceiling. See docs/performance.md "## Selective dump".
 //
 //   npm run build && npm run bench:dump -- [--json] [--images big4,big5] [--reps 3] [--levels 16,31]
-//        [--codecs none,zlib] [--inputs elf,ram] [--dir DIR] [--keep]
+//        [--codecs none,zlib] [--inputs elf,ram] [--dir DIR] [--keep] [--settle 2]
 //
 // For every image set (test/guest/images.mjs; built on first use, ~2–3 min each for the big ones):
 //   * inputs: makedumpfile 1.7.2 cannot read QEMU 7.2's ELF as written, so it reads vmcore.fixed.elf
@@ -16,7 +16,8 @@
 //     the output) after the process: vicover fsyncs its output before it exits, makedumpfile and cp do
 //     not, so the "+sync" columns compare like with like (the data on disk).
 //   * rounds: --reps rounds after one untimed warm-up round; within a round the order of the runs is
-//     rotated; the page cache is warmed (the inputs read once) before each image; medians are reported.
+//     rotated; before every run, `sync` and --settle seconds idle (default 2); the page cache is
+//     warmed (the inputs read once) before each image; medians are reported.
 //   * load: the 1-minute load average is recorded before every run (the machine is shared).
 // stdout: tables (with --json, the last line is one JSON object); stderr: progress. Nothing asserted.
 import { spawnSync } from 'node:child_process';
@@ -39,6 +40,7 @@ const { values: args } = parseArgs({
     inputs: { type: 'string', default: 'elf,ram' },
     dir: { type: 'string', default: path.join(process.env.VICOVER_CACHE || path.join(os.homedir(), '.cache/vicover'), 'bench-dump') },
     keep: { type: 'boolean', default: false },
+    settle: { type: 'string', default: '2' },
   },
 });
 const images = args.images.split(',').filter(Boolean);
@@ -46,6 +48,7 @@ const reps = Number(args.reps);
 const levels = args.levels.split(',').map(Number);
 const codecs = args.codecs.split(',');
 const inputs = args.inputs.split(',');
+const settleSeconds = Number(args.settle);
 const say = (s) => process.stderr.write(`bench:dump: ${s}\n`);
 
 if (!fs.existsSync(path.join(ROOT, 'packages/cli/dist/bin.js'))) throw new Error('build first: npm run build');
@@ -95,6 +98,17 @@ function dropCaches() {
   }
 }
 
+/**
+ * Before each timed run: write back whatever is dirty and let the machine be idle for --settle seconds,
+ * so that no run starts in the wake of the previous one (its deleted output, a CPU-bound zlib run of
+ * half a minute). Without it (2026-11-29), our `-d 31` raw runs, which came right after `-d 16` zlib
+ * runs, took 0.58–0.66 s in the full benchmark against 0.52–0.56 s with only `-d 31` raw jobs.
+ */
+function settle() {
+  spawnSync('sync');
+  if (settleSeconds > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, settleSeconds * 1000);
+}
+
 function warm(file) {
   const t0 = performance.now();
   spawnSync('sh', ['-c', `cat "${file}" > /dev/null`]);
@@ -139,6 +153,7 @@ for (const name of images) {
       if (round === 0 && j.tool === 'cp') continue;
       const out = path.join(args.dir, `${name}-${j.tool}-${j.input}-${j.level}-${j.codec}.out`);
       fs.rmSync(out, { force: true });
+      settle();
       const t = timed(j.cmd, j.argv(out));
       const syncS = syncFile(out);
       const bytes = fs.statSync(out).size;
@@ -226,6 +241,7 @@ const machine = {
   makedumpfile: spawnSync('makedumpfile', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0],
   disk: spawnSync('df', ['--output=source,fstype', args.dir], { encoding: 'utf8' }).stdout.split('\n')[1]?.trim(),
   reps,
+  settleSeconds,
   nativeCopyHelper: fs.existsSync(path.join(ROOT, 'packages/dumpfmt/native/build/vicover-copy')) && process.env.VICOVER_NATIVE_COPY !== '0',
   nativePacker: fs.existsSync(path.join(ROOT, 'packages/dumpfmt/native/build/vicover-pack.node')) && process.env.VICOVER_NATIVE_PACK !== '0',
   nativeClassifier: fs.existsSync(path.join(ROOT, 'plugins/linux/native/build/vicover-classify.node')) && process.env.VICOVER_NATIVE_CLASSIFY !== '0',

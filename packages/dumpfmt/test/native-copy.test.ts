@@ -4,7 +4,7 @@
  * back as zeros), and errors must come back as coded errors.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isVcvError } from '@vicover/errors';
@@ -206,6 +206,27 @@ describe.skipIf(nativeCopyHelper() === null)('native copy helper', () => {
       await c.close();
       closeSync(fd);
       expect(readFileSync(out).subarray(0, 64 * PS).equals(expected.subarray(0, 64 * PS))).toBe(true);
+    }
+  });
+
+  it('VICOVER_BACKGROUND_SYNC: 0 or a number of MiB; anything else refused before the dump file exists', async () => {
+    const old = process.env.VICOVER_BACKGROUND_SYNC;
+    try {
+      for (const bad of ['abc', '-1', '1.5', '65537']) {
+        process.env.VICOVER_BACKGROUND_SYNC = bad;
+        const out = join(dir, `bgenv-${bad}.kdump`);
+        await expect(create(out, { copyFrom: input })).rejects.toMatchObject({ code: 'VCV_ERR_WRITER_OPTIONS', message: expect.stringContaining('VICOVER_BACKGROUND_SYNC') });
+        expect(existsSync(out)).toBe(false);
+      }
+      for (const good of ['0', '8']) {
+        process.env.VICOVER_BACKGROUND_SYNC = good;
+        const w = await create(join(dir, `bgenv-${good}.kdump`), { copyFrom: input });
+        await w.copyPages(0, MAXPFN, extents);
+        expect((await w.finish()).complete).toBe(true);
+      }
+    } finally {
+      if (old === undefined) delete process.env.VICOVER_BACKGROUND_SYNC;
+      else process.env.VICOVER_BACKGROUND_SYNC = old;
     }
   });
 

@@ -122,8 +122,17 @@ export interface KdumpCheckpoint {
 type WriterState = 'open' | 'closing' | 'closed';
 
 const ZERO_FILL = Buffer.alloc(8 << 20);
-/** The native helper fdatasyncs in the background after this many bytes (NativeCopier.backgroundSync). */
-const BACKGROUND_SYNC_BYTES = 32 << 20;
+/**
+ * The native helper fdatasyncs in the background after this many bytes (NativeCopier.backgroundSync).
+ * `VICOVER_BACKGROUND_SYNC=0` turns it off, `VICOVER_BACKGROUND_SYNC=N` (N MiB, 1–65536) sets the step.
+ */
+function backgroundSyncBytes(): number {
+  const v = process.env.VICOVER_BACKGROUND_SYNC;
+  if (v === undefined || v === '') return 32 << 20;
+  const mib = Number(v);
+  if (!Number.isInteger(mib) || mib < 0 || mib > 65536) throw new VcvError('VCV_ERR_WRITER_OPTIONS', `VICOVER_BACKGROUND_SYNC must be 0 (off) or a whole number of MiB up to 65536, not ${JSON.stringify(v)}`);
+  return mib * (1 << 20);
+}
 
 export class KdumpWriter {
   private state_: WriterState = 'open';
@@ -233,6 +242,7 @@ export class KdumpWriter {
     });
 
     const fs = opts.fs ?? nodeFs;
+    const bgBytes = backgroundSyncBytes();
     const fh = await createDumpFile(fs, opts.path, opts.overwrite ?? false);
     // The helper starts first: its exec overlaps the head's writes below.
     const fd = (fh as { fd?: unknown }).fd;
@@ -241,7 +251,7 @@ export class KdumpWriter {
       if (!opts.fs && opts.nativeCopy !== false && typeof fd === 'number') {
         copier = NativeCopier.open({ outFd: fd, outPath: opts.path, ...(opts.copyFrom ? { inputPath: opts.copyFrom } : {}) });
         // Flush the disk's cache while the dump is written, not all at the final fdatasync.
-        if (process.env.VICOVER_BACKGROUND_SYNC !== '0') void copier?.backgroundSync(BACKGROUND_SYNC_BYTES);
+        if (bgBytes > 0) void copier?.backgroundSync(bgBytes);
       }
       // Head: header block, sub-header + notes blocks, two bitmaps — one writev.
       const headBlock = Buffer.alloc(PAGE_SIZE);
