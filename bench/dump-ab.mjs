@@ -92,8 +92,7 @@ const median = (xs) => {
 const ref = variants.find((v) => v.name === 'makedumpfile');
 const cpRef = variants.find((v) => v.name === 'cp');
 for (const v of variants) {
-  let ratio = ref && v !== ref && v !== cpRef ? `  ${(median(v.seconds) / median(ref.seconds)).toFixed(2)}x makedumpfile` : '';
-  if (cpRef && v !== cpRef && v !== ref) ratio += `  ${(median(v.seconds) / median(cpRef.seconds)).toFixed(2)}x cp`;
+  const ratio = v === ref || v === cpRef ? '' : [ref, cpRef].filter(Boolean).map((r) => `  ${(median(v.seconds) / median(r.seconds)).toFixed(2)}x ${r.name}`).join('');
   process.stdout.write(`${v.name.padEnd(14)} median ${median(v.seconds).toFixed(3)} s${ratio}  runs ${v.seconds.map((x) => x.toFixed(2)).join(' ')}  ${JSON.stringify(v.env)}\n`);
 }
 if (args.json) {

@@ -16,7 +16,7 @@
 //     the output) after the process: vicover fsyncs its output before it exits, makedumpfile and cp do
 //     not, so the "+sync" columns compare like with like (the data on disk).
 //   * rounds: --reps rounds after one untimed warm-up round; within a round the order of the runs is
-//     rotated; before every run, `sync` and --settle seconds idle (default 2); the page cache is
+//     rotated; before every timed run, `sync` and --settle seconds idle (default 2); the page cache is
 //     warmed (the inputs read once) before each image; medians are reported.
 //   * load: the 1-minute load average is recorded before every run (the machine is shared).
 // stdout: tables (with --json, the last line is one JSON object); stderr: progress. Nothing asserted.
@@ -153,7 +153,7 @@ for (const name of images) {
       if (round === 0 && j.tool === 'cp') continue;
       const out = path.join(args.dir, `${name}-${j.tool}-${j.input}-${j.level}-${j.codec}.out`);
       fs.rmSync(out, { force: true });
-      settle();
+      if (round > 0) settle(); // the warm-up round is not timed
       const t = timed(j.cmd, j.argv(out));
       const syncS = syncFile(out);
       const bytes = fs.statSync(out).size;
